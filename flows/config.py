@@ -1,0 +1,268 @@
+"""The one typed build configuration: dataclasses, validation, JSON round trip, `--set` overrides.
+
+Everything needed to rebuild is in `BuildConfig`; it is saved as `config.json` in every build folder.
+Invalid values raise `UsageError` naming the field and the valid choices; nothing is silently
+replaced. Per-model default recipes (models/__init__.py) are applied before user overrides.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import Any, get_args, get_origin, get_type_hints
+
+from flows.errors import UsageError
+
+IO_TYPES = ("io_stream", "io_parallel")
+STRATEGIES = ("Latency", "Resource")
+DATASETS = ("mnist", "fashion_mnist", "cifar10", "digits", "synthetic")
+
+
+@dataclass
+class DataConfig:
+    """Where the data comes from. `data_dir` holds torchvision's layout (e.g. MNIST/raw/*.gz)."""
+
+    dataset: str = "mnist"
+    data_dir: str | None = None
+    cache_dir: str | None = None  # writable cache; default ~/.cache/fireflow/data
+    download: bool = True  # let torchvision download when the data is not found
+    max_train: int | None = None  # use only the first N training images (quick runs, tests)
+    max_test: int | None = None
+    augment: bool = True  # random +-2 pixel shifts during training
+
+
+@dataclass
+class TrainConfig:
+    """Float pre-training, then quantization-aware fine-tuning (same optimizer recipe)."""
+
+    epochs: int = 12  # float pre-training epochs
+    qat_epochs: int = 6  # quantization-aware fine-tuning epochs
+    batch_size: int = 128
+    lr: float = 2e-3
+    qat_lr: float = 5e-4
+    weight_decay: float = 1e-4
+    threads: int = 1  # torch threads; more threads slow small nets down on few, busy cores
+
+
+@dataclass
+class QuantConfig:
+    """Bit widths of the hardware model (Brevitas, power-of-two scales, 32-bit integer biases)."""
+
+    weight_bits: int = 5
+    conv_weight_bits: int | None = None
+    fc_weight_bits: int | None = None
+    act_bits: int = 8
+    input_bits: int = 8
+
+
+@dataclass
+class HLSConfig:
+    """hls4ml conversion settings. `reuse_factor` 0 lets the flow choose per layer."""
+
+    io_type: str = "io_stream"
+    strategy: str = "Latency"
+    reuse_factor: int = 1
+    default_precision: str = "fixed<16,6>"
+    project_name: str = "myproject"
+    clock_period_ns: float | None = None  # None: the board's default clock
+    layer_reuse: dict[str, int] = field(default_factory=dict)  # per hls4ml layer name overrides
+    layer_precision: dict[str, str] = field(default_factory=dict)  # "layer" or "layer/accum" -> "fixed<8,2>"
+
+
+@dataclass
+class CSimConfig:
+    """C simulation: how many test images (None = the whole test set), testbench samples to write."""
+
+    samples: int | None = None
+    tb_samples: int = 100
+    diagnose_samples: int = 8  # samples traced layer by layer when outputs disagree
+
+
+@dataclass
+class BuildConfig:
+    """A whole build: model, board, data, training recipe, quantization, HLS and csim settings."""
+
+    model: str
+    board: str = "pynq-z2"
+    seed: int = 0
+    out_dir: str | None = None  # default hls/<model>-<board>
+    arch: dict[str, Any] = field(default_factory=dict)  # model architecture knobs
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    quant: QuantConfig = field(default_factory=QuantConfig)
+    hls: HLSConfig = field(default_factory=HLSConfig)
+    csim: CSimConfig = field(default_factory=CSimConfig)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    def section(self, *names: str) -> dict:
+        """The named parts of the config as a dict (what a step's cache key depends on)."""
+        d = self.to_dict()
+        return {n: d[n] for n in names}
+
+
+def _convert(value: Any, hint: Any, where: str) -> Any:
+    """Check/convert one JSON value to the annotated type; raise UsageError naming the field."""
+    origin = get_origin(hint)
+    args = get_args(hint)
+    if hint is Any:
+        return value
+    if origin is type(None) or hint is type(None):
+        if value is not None:
+            raise UsageError(f"config {where}: expected null, got {value!r}")
+        return None
+    if origin in (dataclasses.InitVar,):
+        return value
+    if args and type(None) in args:  # Optional[X]
+        if value is None:
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        return _convert(value, inner, where)
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise UsageError(f"config {where}: expected an object, got {value!r}")
+        kt, vt = args or (Any, Any)
+        return {_convert(k, kt, where): _convert(v, vt, f"{where}.{k}") for k, v in value.items()}
+    if is_dataclass(hint):
+        return _from_dict(hint, value, where)
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        raise UsageError(f"config {where}: expected true/false, got {value!r}")
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise UsageError(f"config {where}: expected an integer, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise UsageError(f"config {where}: expected a number, got {value!r}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise UsageError(f"config {where}: expected a string, got {value!r}")
+        return value
+    return value
+
+
+def _from_dict(cls: type, data: Any, where: str) -> Any:
+    if not isinstance(data, dict):
+        raise UsageError(f"config {where or 'root'}: expected an object, got {data!r}")
+    hints = get_type_hints(cls)
+    names = {f.name for f in fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise UsageError(f"config {where or 'root'}: unknown keys {unknown}; valid keys: {sorted(names)}")
+    kwargs = {k: _convert(v, hints[k], f"{where}.{k}" if where else k) for k, v in data.items()}
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:
+        raise UsageError(f"config {where or 'root'}: {exc}") from None
+
+
+def config_from_dict(data: dict) -> BuildConfig:
+    cfg = _from_dict(BuildConfig, data, "")
+    validate(cfg)
+    return cfg
+
+
+def load_config(path: str | Path) -> BuildConfig:
+    try:
+        data = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise UsageError(f"config file {path} does not exist") from None
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"config file {path} is not valid JSON: {exc}") from None
+    return config_from_dict(data)
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """`train.epochs=3` -> (["train", "epochs"], 3). Values are JSON, or plain strings."""
+    if "=" not in text:
+        raise UsageError(f"--set {text!r}: expected KEY=VALUE, e.g. train.epochs=3")
+    key, raw = text.split("=", 1)
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw
+    return key.strip().split("."), value
+
+
+def apply_overrides(data: dict, overrides: dict[str, Any]) -> dict:
+    """Set dotted keys (`train.epochs`) in a nested config dict; returns a new dict."""
+    out = json.loads(json.dumps(data))
+    for dotted, value in overrides.items():
+        path = dotted.split(".")
+        node = out
+        for part in path[:-1]:
+            if part not in node or not isinstance(node[part], dict):
+                raise UsageError(f"config key {dotted!r}: {part!r} is not a section")
+            node = node[part]
+        free_form = path[0] == "arch" or (len(path) > 2 and path[1] in ("layer_reuse", "layer_precision"))
+        if path[-1] not in node and not free_form:
+            raise UsageError(f"config key {dotted!r} does not exist; see config.json of a build for valid keys")
+        node[path[-1]] = value
+    return out
+
+
+def make_config(model: str, overrides: dict[str, Any] | None = None, model_defaults: dict | None = None) -> BuildConfig:
+    """Defaults < the model's recipe < the user's overrides, validated."""
+    base = BuildConfig(model=model).to_dict()
+    base = apply_overrides(base, dict(model_defaults or {}))
+    base = apply_overrides(base, dict(overrides or {}))
+    return config_from_dict(base)
+
+
+def _choice(where: str, value: Any, choices: tuple) -> None:
+    if value not in choices:
+        raise UsageError(f"config {where} = {value!r} is not valid; choose one of {list(choices)}")
+
+
+def _positive(where: str, value: Any, allow_zero: bool = False) -> None:
+    if value is None:
+        return
+    if value < 0 or (value == 0 and not allow_zero):
+        raise UsageError(f"config {where} = {value!r} must be {'>= 0' if allow_zero else '> 0'}")
+
+
+def validate(cfg: BuildConfig) -> None:
+    """Range and choice checks that types alone do not catch."""
+    _choice("data.dataset", cfg.data.dataset, DATASETS)
+    _choice("hls.io_type", cfg.hls.io_type, IO_TYPES)
+    _choice("hls.strategy", cfg.hls.strategy, STRATEGIES)
+    _positive("train.epochs", cfg.train.epochs, allow_zero=True)
+    _positive("train.qat_epochs", cfg.train.qat_epochs, allow_zero=True)
+    _positive("train.batch_size", cfg.train.batch_size)
+    _positive("train.lr", cfg.train.lr)
+    _positive("train.qat_lr", cfg.train.qat_lr)
+    _positive("train.threads", cfg.train.threads, allow_zero=True)
+    _positive("data.max_train", cfg.data.max_train)
+    _positive("data.max_test", cfg.data.max_test)
+    _positive("csim.samples", cfg.csim.samples)
+    _positive("csim.tb_samples", cfg.csim.tb_samples, allow_zero=True)
+    _positive("hls.reuse_factor", cfg.hls.reuse_factor, allow_zero=True)
+    _positive("hls.clock_period_ns", cfg.hls.clock_period_ns)
+    for name in ("weight_bits", "conv_weight_bits", "fc_weight_bits"):
+        bits = getattr(cfg.quant, name)
+        if bits is not None and not 2 <= bits <= 16:
+            raise UsageError(f"config quant.{name} = {bits} must be in 2..16")
+    for name in ("act_bits", "input_bits"):
+        bits = getattr(cfg.quant, name)
+        if not 2 <= bits <= 16:
+            raise UsageError(f"config quant.{name} = {bits} must be in 2..16")
+    if not cfg.hls.project_name.isidentifier():
+        raise UsageError(f"config hls.project_name = {cfg.hls.project_name!r} must be a C identifier")
+    prec = cfg.hls.default_precision.replace(" ", "")
+    if not (prec.startswith(("fixed<", "ap_fixed<")) and prec.endswith(">")):
+        raise UsageError(f"config hls.default_precision = {cfg.hls.default_precision!r}: use e.g. 'fixed<16,6>'")
+    for layer, prec in cfg.hls.layer_precision.items():
+        if not (prec.replace(" ", "").startswith(("fixed<", "ufixed<", "ap_fixed<", "ap_ufixed<", "int<", "uint<"))):
+            raise UsageError(f"config hls.layer_precision.{layer} = {prec!r}: use e.g. 'fixed<8,2>' or 'ufixed<8,0>'")
+    for layer, rf in cfg.hls.layer_reuse.items():
+        if not isinstance(rf, int) or rf < 1:
+            raise UsageError(f"config hls.layer_reuse.{layer} = {rf!r} must be an integer >= 1")
