@@ -1,0 +1,101 @@
+"""Model registry: names -> constructors and the default recipe each network trains with.
+
+`build_model(name, quant, in_shape, num_classes, arch)` returns a Brevitas (quantization-aware)
+`nn.Module` whose forward maps a float image batch (N, C, H, W) in the data set's range to logits.
+A user brings their own network with a `module:function` entry point of the same signature.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from torch import nn
+
+from models.quant import QuantSpec
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """A registered network: its constructor, a one-line description, its default recipe."""
+
+    build: Callable[..., nn.Module]
+    description: str
+    defaults: dict = field(default_factory=dict)  # config overrides, e.g. {"train.epochs": 12}
+
+
+def _lenet300(quant: QuantSpec, in_shape, num_classes, arch: dict) -> nn.Module:
+    from models.lenet import LeNet300100
+
+    return LeNet300100(quant, in_shape, num_classes, **arch)
+
+
+def _lenet5(quant: QuantSpec, in_shape, num_classes, arch: dict) -> nn.Module:
+    from models.lenet import LeNet5
+
+    return LeNet5(quant, in_shape, num_classes, **arch)
+
+
+def _fire_arch(arch: dict, **defaults):
+    from models.fire import FireNetSpec
+
+    merged = {**defaults, **arch}
+    for key in ("expand", "pool_after", "fires"):
+        if isinstance(merged.get(key), list):
+            merged[key] = tuple(tuple(v) if isinstance(v, list) else v for v in merged[key])
+    try:
+        return FireNetSpec(**merged)
+    except TypeError as exc:
+        raise ValueError(f"unknown Fire architecture option: {exc}") from None
+
+
+def _lenet5_fire(quant: QuantSpec, in_shape, num_classes, arch: dict) -> nn.Module:
+    from models.fire import FireNet
+
+    return FireNet(quant, _fire_arch(arch), in_shape, num_classes)
+
+
+MODELS: dict[str, ModelEntry] = {
+    "lenet300_100": ModelEntry(_lenet300, "LeNet-300-100: 784-300-100-10 MLP (Deep Compression's)", {}),
+    "lenet5": ModelEntry(_lenet5, "Caffe LeNet-5: conv 20@5x5, pool, conv 50@5x5, pool, fc 500, fc 10", {}),
+    "lenet5_fire": ModelEntry(
+        _lenet5_fire,
+        "LeNet-5 with Fire modules: conv 24@5x5, pool, Fire(12,24,24), pool, Fire(12,24,24), pool, fc 10",
+        {},
+    ),
+}
+
+
+def available_models() -> list[str]:
+    return sorted(MODELS)
+
+
+def resolve_model(name: str) -> ModelEntry:
+    """Look a name up in the registry, or import a user's `package.module:function` entry point."""
+    if name in MODELS:
+        return MODELS[name]
+    if ":" in name:
+        module_name, func_name = name.split(":", 1)
+        module = importlib.import_module(module_name)
+        return ModelEntry(getattr(module, func_name), f"user model {name}", {})
+    raise KeyError(name)
+
+
+def build_model(
+    name: str,
+    quant: QuantSpec,
+    in_shape: tuple[int, int, int] = (1, 28, 28),
+    num_classes: int = 10,
+    arch: dict | None = None,
+) -> nn.Module:
+    return resolve_model(name).build(quant, tuple(in_shape), num_classes, dict(arch or {}))
+
+
+def count_weights(model: nn.Module) -> int:
+    """Weights and biases of conv and linear layers (quantizer scales are not parameters of the net)."""
+    total = 0
+    for module in model.modules():
+        if isinstance(module, (nn.Conv2d, nn.Linear)):
+            total += module.weight.numel() + (module.bias.numel() if module.bias is not None else 0)
+    return total
