@@ -1,0 +1,211 @@
+"""Data sets as in-memory tensors: MNIST, Fashion-MNIST, CIFAR-10 (torchvision), digits, synthetic.
+
+Images are kept as uint8 (N, C, H, W) and scaled to [0, 1] per batch; the network's own input
+quantizer puts them on the 8-bit grid. torchvision's loaders are used with download for real users;
+`data_dir` may point at a read-only folder in torchvision's layout (e.g. `../shared/data` with
+`MNIST/raw/*.gz`): its files are copied into a writable cache first, because torchvision extracts
+next to them. `digits` (scikit-learn's 8x8 digits, upscaled) and `synthetic` need no files: tests use them.
+"""
+
+from __future__ import annotations
+
+import gzip
+import logging
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from flows.errors import DataError, UsageError
+
+log = logging.getLogger(__name__)
+
+_TORCHVISION = {
+    # name: (torchvision class name, folder under root, files that must exist under folder/raw or folder)
+    "mnist": ("MNIST", "MNIST"),
+    "fashion_mnist": ("FashionMNIST", "FashionMNIST"),
+    "cifar10": ("CIFAR10", "cifar-10-batches-py"),
+}
+
+
+@dataclass
+class Dataset:
+    """A labelled split held in memory: uint8 images (N, C, H, W) and int64 labels (N,)."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    def float_images(self, index: slice | torch.Tensor | None = None) -> torch.Tensor:
+        x = self.images if index is None else self.images[index]
+        return x.float().div_(255.0)
+
+    def head(self, n: int | None) -> Dataset:
+        if n is None or n >= len(self):
+            return self
+        return Dataset(self.images[:n], self.labels[:n])
+
+
+@dataclass
+class DataBundle:
+    """Train and test splits plus what the model needs to know about them."""
+
+    name: str
+    train: Dataset
+    test: Dataset
+    in_shape: tuple[int, int, int]
+    num_classes: int
+    source: str  # where the data came from, for the report
+
+
+def default_cache_dir() -> Path:
+    base = os.environ.get("FIREFLOW_CACHE") or os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "fireflow" / "data"
+
+
+def _prepare_cache(name: str, data_dir: Path | None, cache_dir: Path) -> None:
+    """Copy a torchvision-layout folder from a (possibly read-only) data_dir into the cache."""
+    if data_dir is None:
+        return
+    _, folder = _TORCHVISION[name]
+    src = Path(data_dir) / folder
+    if not src.is_dir():
+        raise DataError(
+            f"--data-dir {data_dir} has no {folder}/ folder; expected torchvision's layout, "
+            f"e.g. {Path(data_dir) / folder / 'raw'}/*.gz for MNIST"
+        )
+    dst = cache_dir / folder
+    for path in sorted(src.rglob("*")):
+        if path.is_dir():
+            continue
+        target = dst / path.relative_to(src)
+        if target.exists() and target.stat().st_size == path.stat().st_size:
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(target.name + ".tmp")
+        shutil.copyfile(path, tmp)
+        os.replace(tmp, target)
+        log.info("copied %s into the cache %s", path, target)
+    for gz in sorted(dst.rglob("*.gz")):  # what torchvision's download step would extract
+        if gz.name.endswith(".tar.gz"):
+            continue
+        out = gz.with_suffix("")
+        if not out.exists():
+            tmp = out.with_name(out.name + ".tmp")
+            with gzip.open(gz, "rb") as fin, open(tmp, "wb") as fout:
+                shutil.copyfileobj(fin, fout)
+            os.replace(tmp, out)
+
+
+def _load_torchvision(name: str, data_dir: Path | None, cache_dir: Path, download: bool) -> tuple[Dataset, Dataset]:
+    import torchvision
+
+    cls_name, folder = _TORCHVISION[name]
+    cls = getattr(torchvision.datasets, cls_name)
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DataError(
+            f"cannot create the data cache {cache_dir} ({exc}); set --cache-dir to a writable folder"
+        ) from None
+    _prepare_cache(name, data_dir, cache_dir)
+    splits = []
+    for train in (True, False):
+        try:
+            ds = cls(root=str(cache_dir), train=train, download=False)
+        except RuntimeError:
+            if not download:
+                raise DataError(_missing_message(name, folder, cache_dir)) from None
+            try:
+                log.info("downloading %s into %s", cls_name, cache_dir)
+                ds = cls(root=str(cache_dir), train=train, download=True)
+            except Exception as exc:  # network errors come in many types
+                raise DataError(
+                    _missing_message(name, folder, cache_dir) + f" (download failed: {_first_line(exc)})"
+                ) from None
+        data = ds.data
+        images = torch.as_tensor(np.asarray(data))
+        if images.ndim == 3:  # MNIST-like: (N, H, W)
+            images = images.unsqueeze(1)
+        else:  # CIFAR: (N, H, W, C)
+            images = images.permute(0, 3, 1, 2)
+        labels = torch.as_tensor(np.asarray(ds.targets), dtype=torch.int64)
+        splits.append(Dataset(images.contiguous().to(torch.uint8), labels))
+    return splits[0], splits[1]
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _missing_message(name: str, folder: str, cache_dir: Path) -> str:
+    return (
+        f"{name} not found in {cache_dir / folder} and it could not be downloaded; pass --data-dir DIR "
+        f"where DIR/{folder}/ holds torchvision's files (e.g. --data-dir ../shared/data for MNIST)"
+    )
+
+
+def load_digits_dataset(size: int = 28, seed: int = 0) -> tuple[Dataset, Dataset]:
+    """scikit-learn's 1,797 8x8 digits, upscaled to size x size (bilinear), split 80/20 deterministically."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    x = torch.tensor(digits.images, dtype=torch.float32).unsqueeze(1) / 16.0
+    x = torch.nn.functional.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
+    images = (x.clamp(0, 1) * 255).round().to(torch.uint8)
+    labels = torch.tensor(digits.target, dtype=torch.int64)
+    order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))
+    n_train = int(0.8 * len(labels))
+    tr, te = order[:n_train], order[n_train:]
+    return Dataset(images[tr], labels[tr]), Dataset(images[te], labels[te])
+
+
+def make_synthetic(
+    n: int, shape: tuple[int, int, int] = (3, 32, 32), num_classes: int = 10, seed: int = 0
+) -> tuple[Dataset, Dataset]:
+    """Generated, learnable images: each class is a fixed random pattern plus noise (for tests)."""
+    g = torch.Generator().manual_seed(seed)
+    prototypes = torch.rand((num_classes, *shape), generator=g)
+    labels = torch.randint(0, num_classes, (n,), generator=g)
+    noise = torch.rand((n, *shape), generator=g)
+    images = ((0.6 * prototypes[labels] + 0.4 * noise) * 255).round().to(torch.uint8)
+    n_train = int(0.8 * n)
+    return Dataset(images[:n_train], labels[:n_train]), Dataset(images[n_train:], labels[n_train:])
+
+
+def load_data(
+    name: str,
+    data_dir: str | Path | None = None,
+    cache_dir: str | Path | None = None,
+    download: bool = True,
+    max_train: int | None = None,
+    max_test: int | None = None,
+    seed: int = 0,
+) -> DataBundle:
+    """Load a data set by name; errors say how to provide missing data."""
+    cache = Path(cache_dir) if cache_dir else default_cache_dir()
+    if name in _TORCHVISION:
+        data_path = Path(data_dir) if data_dir else None
+        if data_path is not None and not data_path.is_dir():
+            raise DataError(f"--data-dir {data_dir} is not a folder")
+        train, test = _load_torchvision(name, data_path, cache, download)
+        source = f"torchvision {_TORCHVISION[name][0]} ({data_path or cache})"
+    elif name == "digits":
+        train, test = load_digits_dataset()
+        source = "scikit-learn digits, upscaled to 28x28"
+    elif name == "synthetic":
+        train, test = make_synthetic(2000, (1, 28, 28), 10, seed)
+        source = "synthetic class prototypes + noise, 28x28x1"
+    else:
+        raise UsageError(f"unknown dataset {name!r}; valid: {sorted([*_TORCHVISION, 'digits', 'synthetic'])}")
+    train, test = train.head(max_train), test.head(max_test)
+    in_shape = tuple(int(s) for s in train.images.shape[1:])
+    num_classes = int(max(train.labels.max(), test.labels.max())) + 1
+    log.info("data %s: %d train, %d test images of shape %s", name, len(train), len(test), in_shape)
+    return DataBundle(name, train, test, in_shape, num_classes, source)  # type: ignore[arg-type]

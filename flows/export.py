@@ -1,0 +1,148 @@
+"""Export a Brevitas network to QONNX, clean it and convert it to channels-last, Concat included.
+
+Pipeline: Brevitas `export_qonnx` (TorchScript exporter: the dynamo one is slower and writes a side
+file) -> record PyTorch module names -> qonnx cleanup -> `ConvertToChannelsLastAndClean` (conv nets)
+-> `MoveTransposesPastConcat` + `CancelInverseTransposes` (ours, see flows/transforms.py) ->
+`GemmToMatMul` -> cleanup. The result is checked against the PyTorch model on real inputs
+(`verify_qonnx`) before hls4ml ever sees it, so a drift is caught at the stage that made it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from flows.errors import VerificationError
+
+log = logging.getLogger(__name__)
+
+
+def _quiet_onnxruntime() -> None:
+    try:
+        import onnxruntime
+
+        onnxruntime.set_default_logger_severity(3)
+    except Exception:  # pragma: no cover - optional quieting only
+        pass
+
+
+def export_brevitas(model: nn.Module, in_shape: tuple[int, ...], path: Path) -> None:
+    """Raw QONNX export of a Brevitas model (eval mode, batch 1)."""
+    from brevitas.export import export_qonnx
+
+    model.eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        export_qonnx(model, torch.zeros((1, *in_shape)), export_path=str(path), dynamo=False)
+
+
+def clean_qonnx(raw_path: Path, channels_last: bool):
+    """Cleanup, channels-last conversion (incl. Concat), Gemm->MatMul. Returns a ModelWrapper."""
+    from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.transformation.channels_last import (
+        ConvertToChannelsLastAndClean,
+        RemoveConsecutiveChanFirstAndChanLastTrafos,
+    )
+    from qonnx.transformation.gemm_to_matmul import GemmToMatMul
+    from qonnx.transformation.infer_shapes import InferShapes
+    from qonnx.util.cleanup import cleanup_model
+
+    from flows.transforms import CancelInverseTransposes, MoveTransposesPastConcat, RecordSourceNames
+
+    model = ModelWrapper(str(raw_path))
+    model = model.transform(RecordSourceNames())
+    model = cleanup_model(model)
+    if channels_last:
+        model = model.transform(ConvertToChannelsLastAndClean(make_input_channels_last=True))
+        model = model.transform(MoveTransposesPastConcat())
+        model = model.transform(CancelInverseTransposes())
+        model = model.transform(RemoveConsecutiveChanFirstAndChanLastTrafos())
+        model = model.transform(InferShapes())
+    model = model.transform(GemmToMatMul())
+    model = cleanup_model(model)
+    return model
+
+
+def export_model(model: nn.Module, in_shape: tuple[int, ...], out_path: Path):
+    """Export, clean and save `out_path` (atomically). Returns the cleaned ModelWrapper."""
+    _quiet_onnxruntime()
+    channels_last = len(in_shape) == 3
+    out_path = Path(out_path)
+    with tempfile.TemporaryDirectory(dir=out_path.parent) as tmp:
+        raw = Path(tmp) / "raw.onnx"
+        export_brevitas(model, in_shape, raw)
+        wrapper = clean_qonnx(raw, channels_last)
+        staged = Path(tmp) / out_path.name
+        wrapper.save(str(staged))
+        os.replace(staged, out_path)
+    n_transpose = sum(1 for n in wrapper.graph.node if n.op_type == "Transpose")
+    if n_transpose:
+        log.warning("%d Transpose nodes remain in the channels-last graph (full reorders in hardware)", n_transpose)
+    return wrapper
+
+
+def model_input_shape(model: nn.Module, data_shape: tuple[int, int, int]) -> tuple[int, ...]:
+    """The shape the network is exported with: images, or flat vectors for an MLP."""
+    first = next((m for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv2d))), None)
+    if isinstance(first, nn.Linear):
+        return (int(np.prod(data_shape)),)
+    return tuple(data_shape)
+
+
+def to_hw_layout(x_nchw: np.ndarray, export_shape: tuple[int, ...]) -> np.ndarray:
+    """Images (N, C, H, W) -> the exported graph's input layout: NHWC, or flat (N, C*H*W)."""
+    if len(export_shape) == 1:
+        return np.ascontiguousarray(x_nchw.reshape(len(x_nchw), -1))
+    return np.ascontiguousarray(x_nchw.transpose(0, 2, 3, 1))
+
+
+def quantize_inputs(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """Apply the network's own input quantizer: the exact values the hardware receives."""
+    with torch.no_grad():
+        q = model.inp(images)
+    return q.value if hasattr(q, "value") else q
+
+
+def execute_qonnx(wrapper, x: np.ndarray, full_context: bool = False):
+    """Run the QONNX graph on a batch, one sample at a time (qonnx executes batch 1)."""
+    import qonnx.core.onnx_exec as oxe
+
+    _quiet_onnxruntime()
+    iname = wrapper.graph.input[0].name
+    oname = wrapper.graph.output[0].name
+    outs, contexts = [], []
+    for i in range(len(x)):
+        ctx = oxe.execute_onnx(wrapper, {iname: x[i : i + 1].astype(np.float32)}, return_full_exec_context=full_context)
+        outs.append(np.asarray(ctx[oname]).reshape(-1))
+        if full_context:
+            contexts.append(ctx)
+    out = np.stack(outs)
+    return (out, contexts) if full_context else out
+
+
+def verify_qonnx(wrapper, x_hw: np.ndarray, reference: np.ndarray) -> dict:
+    """QONNX execution vs PyTorch logits on the same quantized inputs; raise on any difference."""
+    got = execute_qonnx(wrapper, x_hw).astype(np.float64)
+    ref = reference.reshape(len(reference), -1).astype(np.float64)
+    diff = np.abs(got - ref)
+    # float32 execution of fixed-point sums is exact up to 2^24 ulps; allow that rounding only
+    tol = np.maximum(np.abs(ref), 1.0) * 2.0**-22
+    result = {
+        "samples": int(len(x_hw)),
+        "max_abs_diff": float(diff.max()) if diff.size else 0.0,
+        "argmax_agreement": float((got.argmax(1) == ref.argmax(1)).mean()) if len(ref) else 1.0,
+    }
+    if (diff > tol).any():
+        raise VerificationError(
+            f"the exported QONNX graph disagrees with the PyTorch model (max |diff| {result['max_abs_diff']:.3g} "
+            f"on {int((diff > tol).any(1).sum())}/{len(x_hw)} samples): the export or a graph rewrite changed "
+            "the numbers; check for float scales (use power-of-two quantizers) and unsupported layers"
+        )
+    return result

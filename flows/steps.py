@@ -1,0 +1,323 @@
+"""The build's steps, in order: train -> qat -> export -> convert -> csim -> report.
+
+Each `step_*(build) -> metrics` reads what earlier steps wrote into the build folder, writes its own
+artifact (atomically) and returns the figures the report needs. `Build` holds the config, the board,
+the build folder and lazily loaded data; `STEPS` is the ordered list `flows/pipeline.py` runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from flows.boards import Board
+from flows.config import BuildConfig
+from flows.data import DataBundle, load_data
+from flows.errors import UsageError, VerificationError
+from flows.pipeline import Step, atomic_write_bytes, atomic_write_json
+from models import build_model, count_weights
+from models.quant import QuantSpec
+
+log = logging.getLogger(__name__)
+
+FLOAT_CKPT = "model/float.pt"
+QAT_CKPT = "model/qat.pt"
+QONNX_FILE = "model.qonnx.onnx"
+CSIM_FILE = "csim.json"
+
+
+@dataclass
+class Build:
+    """Everything a step needs: config, board, build folder, data (loaded on first use), metrics."""
+
+    cfg: BuildConfig
+    board: Board
+    out: Path
+    metrics: dict[str, dict] = field(default_factory=dict)
+    _data: DataBundle | None = None
+
+    @property
+    def data(self) -> DataBundle:
+        if self._data is None:
+            d = self.cfg.data
+            self._data = load_data(
+                d.dataset, d.data_dir, d.cache_dir, d.download, d.max_train, d.max_test, seed=self.cfg.seed
+            )
+        return self._data
+
+    def path(self, rel: str) -> Path:
+        return self.out / rel
+
+    def quant_spec(self, enabled: bool = True) -> QuantSpec:
+        q = self.cfg.quant
+        return QuantSpec(
+            weight_bits=q.weight_bits,
+            conv_weight_bits=q.conv_weight_bits,
+            fc_weight_bits=q.fc_weight_bits,
+            act_bits=q.act_bits,
+            input_bits=q.input_bits,
+            enabled=enabled,
+        )
+
+    def new_model(self, quantized: bool = True) -> torch.nn.Module:
+        torch.manual_seed(self.cfg.seed)
+        try:
+            return build_model(
+                self.cfg.model, self.quant_spec(quantized), self.data.in_shape, self.data.num_classes, self.cfg.arch
+            )
+        except (ValueError, TypeError) as exc:
+            raise UsageError(f"model {self.cfg.model!r} with arch {self.cfg.arch}: {exc}") from None
+
+    def load_model(self, ckpt: str, quantized: bool = True) -> torch.nn.Module:
+        model = self.new_model(quantized)
+        state = torch.load(self.path(ckpt), map_location="cpu", weights_only=True)
+        model.load_state_dict(state)
+        model.eval()
+        return model
+
+
+def save_checkpoint(model: torch.nn.Module, path: Path) -> None:
+    import io
+
+    buf = io.BytesIO()
+    torch.save(model.state_dict(), buf)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def weight_layers(model: torch.nn.Module) -> list[tuple[str, torch.nn.Module]]:
+    return [(n, m) for n, m in model.named_modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+
+
+def quantized_bytes(model: torch.nn.Module, spec: QuantSpec) -> float:
+    """Weights at their QAT bit width plus 32-bit biases."""
+    bits = 0
+    for _, m in weight_layers(model):
+        kind = "conv" if isinstance(m, torch.nn.Conv2d) else "fc"
+        bits += m.weight.numel() * spec.bits_for(kind) + (m.bias.numel() * 32 if m.bias is not None else 0)
+    return bits / 8
+
+
+# --------------------------------------------------------------------------------------------- steps
+
+
+def step_train(build: Build) -> dict:
+    """Float pre-training (the reference accuracy and the float32 size)."""
+    from flows.train import TrainRecipe, evaluate, set_threads, train
+
+    set_threads(build.cfg.train.threads)
+    t = build.cfg.train
+    model = build.new_model(quantized=False)
+    history = train(
+        model,
+        build.data.train,
+        TrainRecipe(t.epochs, t.lr, t.batch_size, t.weight_decay, build.cfg.data.augment, build.cfg.seed, "float"),
+    )
+    result = evaluate(model, build.data.test)
+    save_checkpoint(model, build.path(FLOAT_CKPT))
+    params = count_weights(model)
+    log.info("float model: %d parameters, test accuracy %.4f", params, result["accuracy"])
+    return {
+        "accuracy": result["accuracy"],
+        "loss": result["loss"],
+        "params": params,
+        "bytes_float": params * 4,
+        "history": history,
+        "dataset": build.data.source,
+        "train_samples": len(build.data.train),
+        "test_samples": len(build.data.test),
+    }
+
+
+def step_qat(build: Build) -> dict:
+    """Quantization-aware fine-tuning (Brevitas) from the float weights."""
+    from flows.train import TrainRecipe, evaluate, set_threads, train
+
+    set_threads(build.cfg.train.threads)
+    t = build.cfg.train
+    model = build.new_model(quantized=True)
+    state = torch.load(build.path(FLOAT_CKPT), map_location="cpu", weights_only=True)
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if unexpected or any(not _is_quantizer_state(k) for k in missing):
+        raise VerificationError(
+            f"float checkpoint does not match the quantized model: missing {missing}, unexpected {unexpected}"
+        )
+    _calibrate(model, build)
+    history = train(
+        model,
+        build.data.train,
+        TrainRecipe(
+            t.qat_epochs, t.qat_lr, t.batch_size, t.weight_decay, build.cfg.data.augment, build.cfg.seed + 1, "qat"
+        ),
+    )
+    result = evaluate(model, build.data.test)
+    save_checkpoint(model, build.path(QAT_CKPT))
+    spec = build.quant_spec()
+    log.info("quantized model: test accuracy %.4f", result["accuracy"])
+    return {
+        "accuracy": result["accuracy"],
+        "loss": result["loss"],
+        "history": history,
+        "bytes_quantized": quantized_bytes(model, spec),
+        "weight_bits": {"conv": spec.bits_for("conv"), "fc": spec.bits_for("fc")},
+        "act_bits": spec.act_bits,
+        "input_bits": spec.input_bits,
+    }
+
+
+def _is_quantizer_state(key: str) -> bool:
+    return "act_quant" in key or "weight_quant" in key or "bias_quant" in key
+
+
+@torch.no_grad()
+def _calibrate(model: torch.nn.Module, build: Build, batches: int = 8) -> None:
+    """Initialise activation scales from real data before QAT (Brevitas collects runtime stats)."""
+    model.train()
+    data = build.data.train
+    for i in range(batches):
+        model(data.float_images(slice(i * 128, (i + 1) * 128)))
+    model.eval()
+
+
+def step_export(build: Build) -> dict:
+    """QONNX export, cleanup, channels-last incl. Concat; verified against PyTorch on real inputs."""
+    from flows.export import export_model, model_input_shape, quantize_inputs, to_hw_layout, verify_qonnx
+
+    model = build.load_model(QAT_CKPT)
+    shape = model_input_shape(model, build.data.in_shape)
+    wrapper = export_model(model, shape, build.path(QONNX_FILE))
+    sample = build.data.test.head(16)
+    xq = quantize_inputs(model, sample.float_images().double())
+    with torch.no_grad():
+        ref = model.double()(xq).numpy() if False else _reference_logits(model, xq)
+    check = verify_qonnx(wrapper, to_hw_layout(xq.numpy(), shape), ref)
+    ops: dict[str, int] = {}
+    for node in wrapper.graph.node:
+        ops[node.op_type] = ops.get(node.op_type, 0) + 1
+    return {"input_shape": list(shape), "ops": ops, "transposes": ops.get("Transpose", 0), "verify": check}
+
+
+def _reference_logits(model: torch.nn.Module, xq: torch.Tensor) -> np.ndarray:
+    """The quantized PyTorch model in float64 (exact fixed-point arithmetic) on quantized inputs."""
+    model = model.double().eval()
+    with torch.no_grad():
+        out = model(xq.double())
+    out = out.value if hasattr(out, "value") else out
+    model.float()
+    return out.numpy()
+
+
+def step_convert(build: Build) -> dict:
+    """hls4ml project for the board (backend, part, clock from constraints/<board>.json)."""
+    from qonnx.core.modelwrapper import ModelWrapper
+
+    from flows.convert import PROJECT_DIR, convert, layer_table, resolve_settings
+
+    wrapper = ModelWrapper(str(build.path(QONNX_FILE)))
+    hls_model, _ = convert(wrapper, build.out, build.cfg.hls, build.cfg.quant, build.board)
+    settings = resolve_settings(build.cfg.hls, build.board)
+    return {"project": PROJECT_DIR, "settings": vars(settings), "layers": layer_table(hls_model)}
+
+
+def step_csim(build: Build) -> dict:
+    """g++ C simulation of the whole test set; bit-exact parity with the quantized PyTorch model."""
+    from flows.convert import PROJECT_DIR
+    from flows.csim import CSimLibrary, compare, compile_project
+    from flows.export import model_input_shape, quantize_inputs, to_hw_layout
+
+    cfg = build.cfg
+    project = build.path(PROJECT_DIR)
+    t0 = time.perf_counter()
+    lib_path = compile_project(project, cfg.hls.project_name)
+    compile_s = time.perf_counter() - t0
+    model = build.load_model(QAT_CKPT)
+    shape = model_input_shape(model, build.data.in_shape)
+    test = build.data.test.head(cfg.csim.samples)
+    xq = quantize_inputs(model, test.float_images().double())
+    reference = _reference_logits(model, xq)
+    x_hw = to_hw_layout(xq.numpy(), shape)
+    lib = CSimLibrary(lib_path, cfg.hls.project_name, int(np.prod(shape)), reference.shape[1])
+    t1 = time.perf_counter()
+    out = lib.run(x_hw)
+    run_s = time.perf_counter() - t1
+    parity = compare(out, reference)
+    labels = test.labels.numpy()
+    result = {
+        "samples": parity.samples,
+        "parity": parity.to_dict(),
+        "accuracy_csim": float((out.argmax(1) == labels).mean()),
+        "accuracy_reference": float((reference.argmax(1) == labels).mean()),
+        "compile_seconds": round(compile_s, 2),
+        "run_seconds": round(run_s, 2),
+        "images_per_second_csim": round(parity.samples / max(run_s, 1e-9), 1),
+    }
+    _write_testbench(project, x_hw[: cfg.csim.tb_samples], out[: cfg.csim.tb_samples])
+    if not parity.exact:
+        result["diagnosis"] = _diagnose(build, x_hw[parity.mismatched_samples[: cfg.csim.diagnose_samples]])
+        atomic_write_json(build.path(CSIM_FILE), result)
+        where = result["diagnosis"].get("message", "no single layer found")
+        n_bad = len(parity.mismatched_samples)
+        raise VerificationError(
+            f"C simulation disagrees with the quantized PyTorch model: {n_bad}/{parity.samples} images differ "
+            f"(argmax agreement {parity.argmax_agreement:.4f}, max |diff| "
+            f"{parity.max_abs_diff:.3g}); {where}. Details: {build.path(CSIM_FILE)}"
+        )
+    atomic_write_json(build.path(CSIM_FILE), result)
+    log.info(
+        "csim: %d images, bit-exact %.4f, argmax agreement %.4f, accuracy %.4f",
+        parity.samples,
+        parity.bit_exact_fraction,
+        parity.argmax_agreement,
+        result["accuracy_csim"],
+    )
+    return result
+
+
+def _write_testbench(project: Path, x: np.ndarray, y: np.ndarray) -> None:
+    """hls4ml's C/RTL testbench reads tb_data/tb_input_features.dat and tb_output_predictions.dat."""
+    tb = project / "tb_data"
+    tb.mkdir(exist_ok=True)
+    fmt = lambda a: "\n".join(" ".join(repr(float(v)) for v in row) for row in a.reshape(len(a), -1)) + "\n"  # noqa: E731
+    atomic_write_bytes(tb / "tb_input_features.dat", fmt(x).encode())
+    atomic_write_bytes(tb / "tb_output_predictions.dat", fmt(y).encode())
+
+
+def _diagnose(build: Build, x_hw: np.ndarray) -> dict:
+    from qonnx.core.modelwrapper import ModelWrapper
+
+    from flows.convert import convert
+    from flows.csim import diagnose
+
+    try:
+        wrapper = ModelWrapper(str(build.path(QONNX_FILE)))
+        hls_model, _ = convert(wrapper, build.out, build.cfg.hls, build.cfg.quant, build.board, write=False, trace=True)
+        found = diagnose(wrapper, hls_model, x_hw, build.path("csim_debug"))
+    except Exception as exc:  # the diagnosis must not hide the mismatch itself
+        log.warning("layer-by-layer diagnosis failed: %s", exc)
+        return {"message": f"layer-by-layer diagnosis failed ({exc})"}
+    if found is None:
+        return {"message": "every traced layer matches QONNX; the difference is in the output conversion"}
+    return {"message": found.describe(), **vars(found)}
+
+
+def step_report(build: Build) -> dict:
+    """report.json and report.md in the build folder (see flows/reporting.py)."""
+    from flows.reporting import write_report
+
+    return write_report(build)
+
+
+STEPS: list[Step] = [
+    Step(
+        "train", step_train, ("model", "arch", "seed", "data", "train"), (FLOAT_CKPT,), description="float pre-training"
+    ),
+    Step("qat", step_qat, ("quant", "train"), (QAT_CKPT,), description="Brevitas quantization-aware training"),
+    Step("export", step_export, (), (QONNX_FILE,), description="QONNX export, channels-last, verified"),
+    Step("convert", step_convert, ("hls", "board"), ("hls4ml_prj",), description="hls4ml project"),
+    Step("csim", step_csim, ("csim",), (CSIM_FILE,), description="g++ C simulation and parity"),
+    Step("report", step_report, (), ("report.json", "report.md"), description="report.json / report.md"),
+]

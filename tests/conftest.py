@@ -1,0 +1,47 @@
+"""Shared fixtures: small real builds on scikit-learn's digits (no downloads, no ../shared needed).
+
+The session-scoped builds run the real flow end to end (train, QAT, export, hls4ml, g++ csim) at a
+size that keeps the default test run within minutes on 2 cores; other tests reuse their folders.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+
+import pytest
+
+from flows.build import quiet_libraries, run_build
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+
+# a recipe that learns digits in seconds: enough for varied activations, not for accuracy claims
+SMALL = {
+    "data.dataset": "digits",
+    "train.epochs": 6,
+    "train.qat_epochs": 2,
+    "train.lr": 0.005,
+    "train.qat_lr": 0.001,
+    "csim.samples": 120,
+    "csim.tb_samples": 10,
+}
+
+
+def pytest_configure(config):
+    quiet_libraries()
+    logging.getLogger("flows").setLevel(logging.INFO)
+
+
+@pytest.fixture(scope="session")
+def fire_stream_build(tmp_path_factory):
+    """lenet5_fire, io_stream, pynq-z2: the spine of the flow at test size."""
+    out = tmp_path_factory.mktemp("fire_stream")
+    report = run_build("lenet5_fire", "pynq-z2", {**SMALL, "out_dir": str(out)})
+    return out, report
+
+
+def copy_build(src: Path, dst: Path) -> Path:
+    """A copy of a finished build folder (so a test can rerun parts of it without side effects)."""
+    shutil.copytree(src, dst)
+    return dst
