@@ -1,0 +1,244 @@
+"""CLI: print the parsed HLS and Vivado figures of a synthesized hls4ml project.
+
+    python flows/report.py DIR [--json]
+
+DIR is an hls4ml project folder (holding ``<name>_prj``), a folder of several projects, or one
+report file. For each top-level HLS top (``myproject`` and, with VivadoAccelerator,
+``myproject_axi``) it prints clock, latency, initiation interval and LUT/FF/DSP/BRAM36/URAM with the
+percentage of the part's resources; then every Vivado ``report_utilization`` found, the preferred
+one (the IP's own figures) first. ``--json`` prints the same data as JSON.
+
+`load_project_reports` returns that data as a dict; it is the function the CLI uses.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from flows.errors import FlowError, UsageError  # noqa: E402
+from flows.hls_reports import (  # noqa: E402
+    RESOURCE_KINDS,
+    HLSReport,
+    ReportError,
+    UtilizationReport,
+    find_reports,
+    parse_csynth,
+    parse_report,
+    parse_utilization,
+)
+
+log = logging.getLogger(__name__)
+
+
+def _rel(path: str | Path, root: Path) -> str:
+    try:
+        return str(Path(path).relative_to(root))
+    except ValueError:
+        return str(path)
+
+
+def _hls_entry(report: HLSReport, label: str, project: str, root: Path, fallback_used: bool = False) -> dict:
+    entry = {"label": label, "project": project, "file": _rel(report.path, root), "fallback_used": fallback_used}
+    entry.update(report.to_dict())
+    return entry
+
+
+def _util_entry(report: UtilizationReport, role: str, root: Path) -> dict:
+    entry = {"role": role, "file": _rel(report.path, root)}
+    entry.update(report.to_dict())
+    return entry
+
+
+def load_project_reports(dir: str | Path) -> dict:
+    """Parse every top-level HLS report and Vivado utilization report under `dir`.
+
+    Returns ``{"root", "hls": [...], "utilization": [...], "preferred_utilization", "warnings"}``;
+    each HLS entry is `HLSReport.to_dict()` plus ``label``, ``project``, ``file``; each utilization
+    entry is `UtilizationReport.to_dict()` plus ``role`` and ``file``. Utilization entries come in
+    order of preference (`flows.hls_reports.UTILIZATION_ROLES`); ``preferred_utilization`` is the
+    file of the first non-empty one. Raises `UsageError` when `dir` is missing or holds no report.
+    """
+    root = Path(dir)
+    warnings: list[str] = []
+    out: dict = {"root": str(root), "hls": [], "utilization": [], "preferred_utilization": None, "warnings": warnings}
+    if not root.exists():
+        raise UsageError(f"{root} does not exist (expected an hls4ml project folder or a report file)")
+
+    if root.is_file():
+        report = parse_report(root)
+        if isinstance(report, HLSReport):
+            out["hls"].append(_hls_entry(report, report.top, ".", root.parent))
+        else:
+            out["utilization"].append(_util_entry(report, "utilization", root.parent))
+            out["preferred_utilization"] = None if report.is_empty else root.name
+        return out
+
+    found = find_reports(root)
+    if not found:
+        raise UsageError(
+            f"no reports found under {root}: looked for <name>_prj/solution*/syn/report/<top>_csynth.xml "
+            "(or .rpt) and Vivado utilization reports (vivado_synth.rpt, *utilization*.rpt); "
+            "run C synthesis first"
+        )
+
+    for item in found.hls:
+        fallback_used = False
+        try:
+            report = parse_csynth(item.path)
+        except ReportError as exc:
+            if item.fallback is None:
+                raise
+            msg = f"{exc}; using {item.fallback.name} instead"
+            log.warning(msg)
+            warnings.append(msg)
+            report = parse_csynth(item.fallback)
+            fallback_used = True
+        out["hls"].append(_hls_entry(report, item.label, item.project, root, fallback_used))
+
+    for item in found.utilization:
+        try:
+            report = parse_utilization(item.path)
+        except ReportError as exc:
+            msg = f"skipped: {exc}"
+            log.warning(msg)
+            warnings.append(msg)
+            continue
+        role = item.role
+        if role == "system_synth" and report.is_empty:
+            role = "wrapper_blackbox"
+        elif role == "wrapper_blackbox" and not report.is_empty:
+            role = "system_synth"
+        out["utilization"].append(_util_entry(report, role, root))
+    out["utilization"].sort(key=lambda e: ("wrapper_blackbox" == e["role"], e["is_empty"]))
+    preferred = next((e for e in out["utilization"] if not e["is_empty"]), None)
+    out["preferred_utilization"] = preferred["file"] if preferred else None
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Text output
+# --------------------------------------------------------------------------------------------
+
+
+def _fmt(value: float | None, digits: int = 3) -> str:
+    if value is None:
+        return "-"
+    if float(value).is_integer():
+        return str(int(value))
+    return f"{value:.{digits}g}" if abs(value) < 1 else f"{value:.{digits}f}".rstrip("0").rstrip(".")
+
+
+def _fmt_pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}%"
+
+
+def _range(lo: int | None, hi: int | None) -> str:
+    if lo is None and hi is None:
+        return "-"
+    if lo == hi:
+        return str(lo)
+    return f"{_fmt(lo)} .. {_fmt(hi)}"
+
+
+_TOOL_NAMES = {"vivado": "Vivado HLS", "vitis": "Vitis HLS"}
+_ROLE_NOTES = {
+    "ip_ooc": "HLS IP, out-of-context synthesis",
+    "synth": "HLS IP, Vivado synthesis",
+    "utilization": "project-level report",
+    "system_impl": "whole system (PS, DMA and IP), implemented",
+    "system_synth": "whole system, synthesized",
+    "wrapper_blackbox": "block-design wrapper, IPs as black boxes (all zero)",
+}
+
+
+def _hls_lines(e: dict) -> list[str]:
+    tool = f"{_TOOL_NAMES.get(e['tool'], e['tool'])} {e['tool_version'] or '?'}"
+    lines = [f"HLS {e['label']}  [{tool}, {e['part'] or '?'}]  {e['file']}"]
+    target, est = e["target_clock_ns"], e["estimated_clock_ns"]
+    status = {True: "met", False: "MISSED", None: "?"}[e["timing_met"]]
+    fmax = f" ({e['fmax_mhz']:.1f} MHz)" if e["fmax_mhz"] else ""
+    lines.append(f"  clock      target {_fmt(target)} ns, estimated {_fmt(est)} ns{fmax}, {status}")
+    lat = _range(e["latency_min"], e["latency_max"])
+    when = ""
+    if target and e["latency_max"] is not None:
+        when = f" ({_fmt(e['latency_max'] * target / 1000.0)} us at the target clock)"
+    lines.append(f"  latency    {lat} cycles{when}")
+    ptype = f", pipeline {e['pipeline_type']}" if e["pipeline_type"] else ""
+    lines.append(f"  interval   {_range(e['interval_min'], e['interval_max'])} cycles{ptype}")
+    lines.append(f"  {'resource':<9}{'used':>10}{'available':>12}{'util':>9}")
+    avail = e["available_resources"]
+    for kind in RESOURCE_KINDS:
+        used = e["resources"][kind]
+        lines.append(
+            f"  {kind:<9}{_fmt(used):>10}{_fmt(avail.get(kind)):>12}{_fmt_pct(e['utilization_pct'][kind]):>9}"
+        )
+    lines.append(f"  (BRAM36 = BRAM_18K / 2: the report says {e['bram_18k']} BRAM_18K)")
+    return lines
+
+
+def _util_lines(entries: list[dict], preferred: str | None) -> list[str]:
+    if not entries:
+        return []
+    lines = ["Vivado utilization (preferred first; % of the part)"]
+    for e in entries:
+        mark = "*" if e["file"] == preferred else " "
+        head = f"{mark} {e['role']}: {_ROLE_NOTES.get(e['role'], '')}"
+        lines.append(head)
+        lines.append(
+            f"    {e['design'] or '?'} on {e['device'] or '?'}, {e['design_state'] or '?'}, "
+            f"Vivado {e['tool_version'] or '?'}  {e['file']}"
+        )
+        cells = []
+        for kind in RESOURCE_KINDS:
+            used = e["resources"][kind] if not (kind == "URAM" and e["uram"] is None) else None
+            pct = e["utilization_pct"][kind] if used is not None else None
+            cells.append(f"{kind} {_fmt(used)}" + (f" ({_fmt_pct(pct)})" if pct is not None else ""))
+        lines.append("    " + ", ".join(cells))
+    return lines
+
+
+def format_report(data: dict) -> str:
+    """The table the CLI prints for `load_project_reports` data."""
+    lines = [f"Project: {data['root']}", ""]
+    for entry in data["hls"]:
+        lines += _hls_lines(entry) + [""]
+    lines += _util_lines(data["utilization"], data["preferred_utilization"])
+    return "\n".join(lines).rstrip() + "\n"
+
+
+# --------------------------------------------------------------------------------------------
+# CLI
+# --------------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="fireflow-report",
+        description="Print latency, II, clock and resources of a synthesized hls4ml project "
+        "(HLS csynth reports and Vivado utilization reports).",
+    )
+    parser.add_argument("dir", help="hls4ml project folder (holding <name>_prj), a folder of projects, or a report")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    try:
+        data = load_project_reports(args.dir)
+    except FlowError as exc:
+        print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return exc.exit_code
+    if args.json:
+        print(json.dumps(data, indent=2, sort_keys=False))
+    else:
+        print(format_report(data), end="")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
