@@ -86,17 +86,26 @@ def run_build(
 ) -> dict:
     """Build `model` for `board`; returns report.json's content (or the metrics so far with --until)."""
     from flows.pipeline import atomic_write_text, run_steps
-    from flows.steps import STEPS, Build
+    from flows.steps import Build, steps_for
 
     cfg = resolve_config(model, board, overrides, config_file)
     out = prepare_out_dir(cfg)
     build = Build(cfg=cfg, board=load_board(board), out=out)
     atomic_write_text(out / "config.json", cfg.to_json() + "\n")
     log.info("build folder %s", out)
-    run_steps(build, STEPS, force=force, until=until)
+    run_steps(build, steps_for(cfg), force=force, until=until)
     report_path = out / "report.json"
     if until is None and report_path.exists():
-        return json.loads(report_path.read_text())
+        report = json.loads(report_path.read_text())
+        resources = report.get("resources") or {}
+        if cfg.hls.require_fit and resources and not resources.get("fits", True):
+            from flows.hardware import DoesNotFitError
+
+            explanation = (resources.get("fit") or {}).get("explanation") or "see report.md"
+            raise DoesNotFitError(
+                f"{explanation} (report: {out / 'report.md'}; --set hls.require_fit=false accepts it)"
+            )
+        return report
     return build.metrics
 
 
@@ -117,6 +126,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, help="random seed (default 0)")
     p.add_argument("--io-type", choices=["io_stream", "io_parallel"], help="hls4ml I/O type")
     p.add_argument("--csim-samples", type=int, help="test images through the C simulation (default: all)")
+    p.add_argument("--synth", action="store_true", help="run Vivado/Vitis HLS synthesis (tool must be on PATH)")
     p.add_argument("--config", help="a config.json (e.g. from an earlier build) to start from")
     p.add_argument(
         "--set",
@@ -147,6 +157,8 @@ def overrides_from_args(args: argparse.Namespace) -> dict:
         "csim.samples": args.csim_samples,
     }
     overrides.update({k: v for k, v in simple.items() if v is not None})
+    if args.synth:
+        overrides["hls.synth"] = True
     for item in args.set:
         path, value = parse_override(item)
         overrides[".".join(path)] = value
@@ -164,7 +176,9 @@ def print_listing() -> None:
     for name in available_boards():
         b = load_board(name)
         print(f"  {name:14s} {b.part:22s} {b.backend}")
-    print("steps: " + " -> ".join(s.name for s in STEPS))
+    print(
+        "steps: " + " -> ".join(s.name for s in STEPS) + " (compress.enabled adds prune -> share -> encode after train)"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -58,6 +58,32 @@ class QuantConfig:
 
 
 @dataclass
+class CompressConfig:
+    """Deep Compression: magnitude pruning with retraining, k-means weight sharing, Huffman coding.
+
+    Per-layer pruning is set by `quality` (threshold = q x std of the layer's weights) or by a target
+    `density` (fraction kept; q is derived from it on the trained weights), else `default_quality`.
+    Keys are PyTorch module names (e.g. "ip1", "features.fire1.squeeze").
+    """
+
+    enabled: bool = False
+    prune: bool = True
+    iterations: int = 3  # prune/retrain rounds (the quality parameter ramps up over them)
+    retrain_epochs: int = 2  # retraining epochs per round
+    retrain_lr: float = 1e-3
+    quality: dict[str, float] = field(default_factory=dict)
+    density: dict[str, float] = field(default_factory=dict)
+    default_quality: float | None = None
+    share: bool = True
+    conv_bits: int = 8  # k-means codebook 2^b per layer (the paper: 8 conv, 5 fc)
+    fc_bits: int = 5
+    share_epochs: int = 2  # centroid fine-tuning epochs
+    share_lr: float = 2e-4
+    conv_index_bits: int = 8  # relative-index width in the sparse storage
+    fc_index_bits: int = 5
+
+
+@dataclass
 class HLSConfig:
     """hls4ml conversion settings. `reuse_factor` 0 lets the flow choose per layer."""
 
@@ -69,6 +95,13 @@ class HLSConfig:
     clock_period_ns: float | None = None  # None: the board's default clock
     layer_reuse: dict[str, int] = field(default_factory=dict)  # per hls4ml layer name overrides
     layer_precision: dict[str, str] = field(default_factory=dict)  # "layer" or "layer/accum" -> "fixed<8,2>"
+    exact_accumulators: bool = True  # narrowest overflow-free accumulator types (flows/precision.py)
+    pipeline_axi: bool = True  # pipeline the AXI wrapper's copy loops (VivadoAccelerator)
+    fifo_depth: str = "rows"  # io_stream FIFOs: "rows" (2 padded rows + 16) or "full" (hls4ml: H*W)
+    fit: bool = True  # choose reuse factors/strategies so the design fits the board (estimate)
+    require_fit: bool = True  # exit non-zero (after the report) when the design does not fit the board
+    synth: bool = False  # run Vivado/Vitis HLS C synthesis (needs the tool on PATH)
+    vsynth: bool = False  # and Vivado logic synthesis after it
 
 
 @dataclass
@@ -92,6 +125,7 @@ class BuildConfig:
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     quant: QuantConfig = field(default_factory=QuantConfig)
+    compress: CompressConfig = field(default_factory=CompressConfig)
     hls: HLSConfig = field(default_factory=HLSConfig)
     csim: CSimConfig = field(default_factory=CSimConfig)
 
@@ -203,7 +237,9 @@ def apply_overrides(data: dict, overrides: dict[str, Any]) -> dict:
             if part not in node or not isinstance(node[part], dict):
                 raise UsageError(f"config key {dotted!r}: {part!r} is not a section")
             node = node[part]
-        free_form = path[0] == "arch" or (len(path) > 2 and path[1] in ("layer_reuse", "layer_precision"))
+        free_form = path[0] == "arch" or (
+            len(path) > 2 and path[1] in ("layer_reuse", "layer_precision", "quality", "density")
+        )
         if path[-1] not in node and not free_form:
             raise UsageError(f"config key {dotted!r} does not exist; see config.json of a build for valid keys")
         node[path[-1]] = value
@@ -235,6 +271,7 @@ def validate(cfg: BuildConfig) -> None:
     _choice("data.dataset", cfg.data.dataset, DATASETS)
     _choice("hls.io_type", cfg.hls.io_type, IO_TYPES)
     _choice("hls.strategy", cfg.hls.strategy, STRATEGIES)
+    _choice("hls.fifo_depth", cfg.hls.fifo_depth, ("rows", "full"))
     _positive("train.epochs", cfg.train.epochs, allow_zero=True)
     _positive("train.qat_epochs", cfg.train.qat_epochs, allow_zero=True)
     _positive("train.batch_size", cfg.train.batch_size)
@@ -260,6 +297,19 @@ def validate(cfg: BuildConfig) -> None:
     prec = cfg.hls.default_precision.replace(" ", "")
     if not (prec.startswith(("fixed<", "ap_fixed<")) and prec.endswith(">")):
         raise UsageError(f"config hls.default_precision = {cfg.hls.default_precision!r}: use e.g. 'fixed<16,6>'")
+    c = cfg.compress
+    _positive("compress.iterations", c.iterations)
+    _positive("compress.retrain_epochs", c.retrain_epochs, allow_zero=True)
+    _positive("compress.share_epochs", c.share_epochs, allow_zero=True)
+    for name in ("conv_bits", "fc_bits", "conv_index_bits", "fc_index_bits"):
+        if not 1 <= getattr(c, name) <= 16:
+            raise UsageError(f"config compress.{name} = {getattr(c, name)} must be in 1..16")
+    for layer, d in c.density.items():
+        if not 0 < d <= 1:
+            raise UsageError(f"config compress.density.{layer} = {d} must be a fraction in (0, 1]")
+    for layer, q in c.quality.items():
+        if q < 0:
+            raise UsageError(f"config compress.quality.{layer} = {q} must be >= 0")
     for layer, prec in cfg.hls.layer_precision.items():
         if not (prec.replace(" ", "").startswith(("fixed<", "ufixed<", "ap_fixed<", "ap_ufixed<", "int<", "uint<"))):
             raise UsageError(f"config hls.layer_precision.{layer} = {prec!r}: use e.g. 'fixed<8,2>' or 'ufixed<8,0>'")

@@ -90,8 +90,11 @@ def make_hls_config(wrapper, hls: HLSConfig, quant: QuantConfig, settings: HLSSe
     config["Model"]["Strategy"] = hls.strategy
     layers = config.get("LayerName", {})
     input_name = wrapper.graph.input[0].name
+    from flows.export import INPUT_PRECISION_KEY
+
+    absorbed = wrapper.get_metadata_prop(INPUT_PRECISION_KEY)
     if input_name in layers:
-        layers[input_name].setdefault("Precision", {})["result"] = input_precision(quant)
+        layers[input_name].setdefault("Precision", {})["result"] = absorbed or input_precision(quant)
     for name, rf in hls.layer_reuse.items():
         if name not in layers:
             raise UsageError(
@@ -111,6 +114,33 @@ def make_hls_config(wrapper, hls: HLSConfig, quant: QuantConfig, settings: HLSSe
     return config
 
 
+HLS_PREFIXES = ("Conv2D_", "Conv1D_", "Dense_", "Conv_", "Pool_")
+
+
+def config_key(hls_layer: str, config: dict) -> str | None:
+    """The hls4ml config entry (ONNX node name) behind an hls4ml layer name ('Conv2D_Conv_0' -> 'Conv_0')."""
+    layers = config.get("LayerName", {})
+    if hls_layer in layers:
+        return hls_layer
+    for prefix in HLS_PREFIXES:
+        if hls_layer.startswith(prefix) and hls_layer[len(prefix) :] in layers:
+            return hls_layer[len(prefix) :]
+    return None
+
+
+def _to_hls(wrapper, kwargs: dict):
+    import hls4ml
+
+    buf = StringIO()
+    try:
+        with redirect_stdout(buf), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return hls4ml.converters.convert_from_onnx_model(wrapper, **kwargs)
+    except Exception as exc:
+        log.debug("hls4ml output:\n%s", buf.getvalue())
+        raise ToolError(f"hls4ml could not convert the model: {exc}") from exc
+
+
 def convert(
     wrapper,
     out_dir: Path,
@@ -120,12 +150,23 @@ def convert(
     project_dir: str = PROJECT_DIR,
     write: bool = True,
     trace: bool = False,
+    layer_settings: dict[str, dict] | None = None,
 ):
-    """QONNX ModelWrapper -> hls4ml ModelGraph written to `out_dir/project_dir` (atomically)."""
-    import hls4ml
+    """QONNX ModelWrapper -> hls4ml ModelGraph written to `out_dir/project_dir` (atomically).
+
+    `layer_settings` maps hls4ml layer names to {"ReuseFactor": n, "Strategy": "Latency"|"Resource"}
+    (what the fit-to-board search chose). With `hls.exact_accumulators`, a first conversion measures
+    the worst-case accumulator ranges (flows/precision.py) and the second uses those exact types.
+    """
+    from flows.precision import exact_layer_types
 
     settings = resolve_settings(hls, board)
     config = make_hls_config(wrapper, hls, quant, settings, trace)
+    for name, values in (layer_settings or {}).items():
+        key = config_key(name, config)
+        if key is None:
+            raise UsageError(f"layer {name!r} is not in the hls4ml config; layers: {sorted(config['LayerName'])}")
+        config["LayerName"][key].update(values)
     final = Path(out_dir) / project_dir
     staging = Path(out_dir) / f".{project_dir}.staging"
     if staging.exists():
@@ -151,26 +192,117 @@ def convert(
         settings.strategy,
         settings.clock_period_ns,
     )
-    buf = StringIO()
-    try:
-        with redirect_stdout(buf), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            hls_model = hls4ml.converters.convert_from_onnx_model(wrapper, **kwargs)
-            if write:
-                hls_model.write()
-    except Exception as exc:
-        log.debug("hls4ml output:\n%s", buf.getvalue())
-        shutil.rmtree(staging, ignore_errors=True)
-        raise ToolError(f"hls4ml could not convert the model: {exc}") from exc
-    log.debug("hls4ml output:\n%s", buf.getvalue())
+    if hls.exact_accumulators:
+        user_set = {key.partition("/")[0] for key in hls.layer_precision}
+        narrowed = []
+        for name, types in exact_layer_types(_to_hls(wrapper, kwargs)).items():
+            key = config_key(name, config)
+            if key is None or key in user_set:
+                continue
+            config["LayerName"][key].setdefault("Precision", {}).update(types)
+            narrowed.append(f"{name} {types['accum']}")
+        if narrowed:
+            log.info("exact accumulator types: %s", ", ".join(narrowed))
+    hls_model = _to_hls(wrapper, kwargs)
+    if settings.io_type == "io_stream" and hls.fifo_depth == "rows":
+        set_fifo_depths(hls_model)
     if not write:
         return hls_model, config
+    try:
+        with redirect_stdout(StringIO()), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            hls_model.write()
+    except Exception as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise ToolError(f"hls4ml could not write the project: {exc}") from exc
+    if settings.backend == "VivadoAccelerator" and hls.pipeline_axi:
+        pipeline_axi_loops(staging, settings.project_name)
+    if settings.io_type == "io_stream" and hls.fifo_depth == "rows":
+        bind_srl_fifos(staging, settings.project_name, settings.backend)
     if final.exists():
         shutil.rmtree(final)
     os.replace(staging, final)
     _retarget_output_dir(final, staging)
     hls_model.config.config["OutputDir"] = str(final)
     return hls_model, config
+
+
+def fifo_depth_for(shape: tuple[int, ...], current: int) -> int:
+    """Two padded rows plus 16: enough for a 3x3 window (with its padding) to fill on one branch of a
+    Fire fork while the other branch's outputs wait at the Concat; hls4ml's default is the whole
+    image (H*W), which puts every inter-layer FIFO of a CNN into block RAM."""
+    if len(shape) != 3:
+        return current
+    _, w, _ = shape
+    return int(min(current, 2 * (w + 2) + 16))
+
+
+SRL_MAX_DEPTH = 64  # FIFOs up to this depth are bound to shift registers (LUTs), not block RAM
+
+
+def set_fifo_depths(hls_model) -> dict[str, int]:
+    """Apply `fifo_depth_for` to every io_stream FIFO (the STREAM pragma of each output variable) and
+    mark the shallow ones for shift-register storage (written by `bind_srl_fifos`)."""
+    depths = {}
+    for name, var in hls_model.output_vars.items():
+        pragma = getattr(var, "pragma", None)
+        if not pragma or pragma[0] != "stream":
+            continue
+        depth = fifo_depth_for(tuple(var.shape), int(pragma[1]))
+        var.pragma = (pragma[0], depth)
+        if depth <= SRL_MAX_DEPTH:
+            var.fifo_impl = "srl"
+        depths[name] = depth
+    return depths
+
+
+_STREAM_PRAGMA = re.compile(r"^(\s*)#pragma HLS STREAM variable=(\w+) depth=(\d+)\s*$", re.MULTILINE)
+
+
+def bind_srl_fifos(project: Path, project_name: str, backend: str) -> int:
+    """Add a storage pragma after every STREAM pragma of depth <= SRL_MAX_DEPTH in the top function.
+
+    Vivado HLS: `RESOURCE core=FIFO_SRL`; Vitis HLS: `BIND_STORAGE type=fifo impl=srl`. Returns the count."""
+    path = Path(project) / "firmware" / f"{project_name}.cpp"
+    text = path.read_text()
+
+    def add(match: re.Match) -> str:
+        indent, var, depth = match.group(1), match.group(2), int(match.group(3))
+        if depth > SRL_MAX_DEPTH:
+            return match.group(0)
+        if backend == "Vitis":
+            bind = f"#pragma HLS BIND_STORAGE variable={var} type=fifo impl=srl"
+        else:
+            bind = f"#pragma HLS RESOURCE variable={var} core=FIFO_SRL"
+        return f"{match.group(0)}\n{indent}{bind}"
+
+    if "FIFO_SRL" in text or "impl=srl" in text:  # already bound
+        return 0
+    new, count = _STREAM_PRAGMA.subn(add, text)
+    path.write_text(new)
+    return sum(1 for m in _STREAM_PRAGMA.finditer(text) if int(m.group(3)) <= SRL_MAX_DEPTH)
+
+
+_AXI_LOOP = re.compile(r"(\n(\s*)for\(unsigned i = 0; i < N_(?:IN|OUT) / (?:input|result)_t::size; \+\+i\) \{\n)")
+AXI_PRAGMA = "#pragma HLS PIPELINE II=1 // fireflow: one AXI-stream word per clock"
+
+
+def pipeline_axi_loops(project: Path, project_name: str) -> int:
+    """Pipeline the AXI wrapper's copy loops (hls4ml leaves them sequential: ~7 cycles per pixel).
+
+    Returns how many loops were pipelined; the C simulation is unaffected (pragmas only)."""
+    path = Path(project) / "firmware" / f"{project_name}_axi.cpp"
+    if not path.exists():
+        return 0
+    text = path.read_text()
+    if AXI_PRAGMA in text:
+        return 0
+    new, count = _AXI_LOOP.subn(lambda m: f"{m.group(1)}{m.group(2)}    {AXI_PRAGMA}\n", text)
+    if count:
+        path.write_text(new)
+    else:
+        log.warning("%s: AXI copy loops not found; the wrapper is left as hls4ml wrote it", path)
+    return count
 
 
 def _retarget_output_dir(final: Path, staging: Path) -> None:

@@ -148,8 +148,10 @@ def _onnx_output_for(wrapper, node_name: str) -> tuple[str, str, str] | None:
 
 
 def _candidate_node_names(hls_name: str) -> list[str]:
+    from flows.convert import HLS_PREFIXES
+
     names = [hls_name]
-    for prefix in ("Conv2D_", "Conv1D_", "Dense_", "Conv_", "Pool_"):
+    for prefix in HLS_PREFIXES:
         if hls_name.startswith(prefix):
             names.append(hls_name[len(prefix) :])
     if hls_name.endswith("_act"):

@@ -13,6 +13,8 @@ import gzip
 import logging
 import os
 import shutil
+import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,6 +70,19 @@ def default_cache_dir() -> Path:
     return Path(base) / "fireflow" / "data"
 
 
+@contextmanager
+def _temp_beside(target: Path):
+    """A unique temporary path next to `target`, renamed onto it on success (safe for concurrent builds)."""
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        yield tmp
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
 def _prepare_cache(name: str, data_dir: Path | None, cache_dir: Path) -> None:
     """Copy a torchvision-layout folder from a (possibly read-only) data_dir into the cache."""
     if data_dir is None:
@@ -87,19 +102,16 @@ def _prepare_cache(name: str, data_dir: Path | None, cache_dir: Path) -> None:
         if target.exists() and target.stat().st_size == path.stat().st_size:
             continue
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(target.name + ".tmp")
-        shutil.copyfile(path, tmp)
-        os.replace(tmp, target)
+        with _temp_beside(target) as tmp:
+            shutil.copyfile(path, tmp)
         log.info("copied %s into the cache %s", path, target)
     for gz in sorted(dst.rglob("*.gz")):  # what torchvision's download step would extract
         if gz.name.endswith(".tar.gz"):
             continue
         out = gz.with_suffix("")
         if not out.exists():
-            tmp = out.with_name(out.name + ".tmp")
-            with gzip.open(gz, "rb") as fin, open(tmp, "wb") as fout:
+            with _temp_beside(out) as tmp, gzip.open(gz, "rb") as fin, open(tmp, "wb") as fout:
                 shutil.copyfileobj(fin, fout)
-            os.replace(tmp, out)
 
 
 def _load_torchvision(name: str, data_dir: Path | None, cache_dir: Path, download: bool) -> tuple[Dataset, Dataset]:

@@ -598,11 +598,14 @@ def _elem_latency(clock_period_ns: float, calib: Calibration) -> int:
     return int(calib.t_elem_ns // _effective_period(clock_period_ns, calib))
 
 
-def fifo_cost(depth: int, width: int, calib: Calibration = DEFAULT_CALIBRATION) -> dict[str, float]:
-    """Resources of one FIFO: SRL (LUTs) up to ``fifo_srl_max_depth`` words, else BRAM."""
+def fifo_cost(
+    depth: int, width: int, calib: Calibration = DEFAULT_CALIBRATION, force_srl: bool = False
+) -> dict[str, float]:
+    """Resources of one FIFO: SRL (LUTs) up to ``fifo_srl_max_depth`` words (or when the project binds it
+    to SRL, ``force_srl``), else BRAM."""
     if depth <= 0 or width <= 0:
         return {}
-    if depth <= calib.fifo_srl_max_depth:
+    if depth <= calib.fifo_srl_max_depth or force_srl:
         return {"LUT": calib.lut_fifo_srl + width * _ceil_div(depth, 32), "FF": calib.ff_fifo_srl}
     b18 = bram18_for(depth, width, calib.fifo_bits_per_bram18)
     return {"BRAM36": b18 / 2.0, "LUT": calib.lut_fifo_bram, "FF": calib.ff_fifo_bram + 2 * _clog2(depth)}
@@ -833,8 +836,8 @@ def estimate_layer(
 # --------------------------------------------------------------------------------------------------
 
 
-def _stream_fifos(specs: Sequence[LayerSpec]) -> list[tuple[int, int, int]]:
-    """(layer index, depth, width) of every inter-layer FIFO in io_stream (hls4ml: depth = H*W)."""
+def _stream_fifos(specs: Sequence[LayerSpec]) -> list[tuple[int, int, int, bool]]:
+    """(layer index, depth, width, SRL-bound) of every inter-layer FIFO in io_stream (hls4ml: depth = H*W)."""
     fifos = []
     last = len(specs) - 1
     for i, spec in enumerate(specs):
@@ -843,13 +846,14 @@ def _stream_fifos(specs: Sequence[LayerSpec]) -> list[tuple[int, int, int]]:
         depth = int(spec.extra.get("fifo_depth", spec.out_pixels))
         split = max(1, int(spec.extra.get("fifo_split", 1)))  # hls4ml < 0.6: one FIFO per channel
         width = _ceil_div(spec.out_pack, split) * spec.result_bits
+        srl = spec.extra.get("fifo_impl") == "srl"
         for _ in range(max(1, spec.n_output_streams) * split):
-            fifos.append((i, depth, width))
+            fifos.append((i, depth, width, srl))
     return fifos
 
 
 def _wrapper_estimate(
-    specs: Sequence[LayerSpec], io_type: str, clock_period_ns: float, calib: Calibration
+    specs: Sequence[LayerSpec], io_type: str, clock_period_ns: float, calib: Calibration, pipelined: bool = False
 ) -> LayerEstimate:
     first = next((s for s in specs if s.kind != "input"), specs[0])
     inp = specs[0] if specs[0].kind == "input" else first
@@ -878,7 +882,8 @@ def _wrapper_estimate(
         ):
             if res:
                 est.add(part, **res)
-        cyc = int(math.ceil(calib.axi_elem_ns / _effective_period(clock_period_ns, calib)))
+        # hls4ml's copy loops run sequentially (~axi_elem_ns per element); fireflow pipelines them (II=1)
+        cyc = 1 if pipelined else int(math.ceil(calib.axi_elem_ns / _effective_period(clock_period_ns, calib)))
         est.ii_cycles_in = n_in * cyc
         est.ii_cycles_out = n_out * cyc
         est.ii_cycles = max(n_in, n_out) * cyc
@@ -896,10 +901,12 @@ def estimate_design(
     backend: str = "VivadoAccelerator",
     calib: Calibration = DEFAULT_CALIBRATION,
     layer_estimates: Sequence[LayerEstimate] | None = None,
+    axi_pipelined: bool = False,
 ) -> DesignEstimate:
     """Estimate a whole design: the layers in graph order, FIFOs (io_stream) and the AXI wrapper.
 
     ``backend="VivadoAccelerator"`` adds the ``myproject_axi`` wrapper; ``"Vivado"``/``"Vitis"`` do not.
+    ``axi_pipelined``: the wrapper's copy loops carry ``PIPELINE II=1`` (fireflow adds it; hls4ml does not).
     ``layer_estimates`` may pass precomputed per-layer estimates (used by `fit_to_budget`).
     """
     if not specs:
@@ -921,15 +928,15 @@ def estimate_design(
 
     fifo_res = _zero_resources()
     if io_type == "io_stream":
-        for _i, depth, width in _stream_fifos(specs):
-            for k, v in fifo_cost(depth, width, calib).items():
+        for _i, depth, width, srl in _stream_fifos(specs):
+            for k, v in fifo_cost(depth, width, calib, force_srl=srl).items():
                 fifo_res[k] += v
         for k, v in fifo_res.items():
             totals[k] += v
 
     wrapper = None
     if backend == "VivadoAccelerator":
-        wrapper = _wrapper_estimate(specs, io_type, clock_period_ns, calib)
+        wrapper = _wrapper_estimate(specs, io_type, clock_period_ns, calib, axi_pipelined)
         for k, v in wrapper.resources.items():
             totals[k] += v
 
@@ -1106,6 +1113,8 @@ def _describe_layer(layer: object, io_type: str) -> LayerSpec:
         pragma = getattr(out_var, "pragma", None)
         if isinstance(pragma, tuple) and len(pragma) == 2 and pragma[0] == "stream":
             extra["fifo_depth"] = int(pragma[1])
+        if getattr(out_var, "fifo_impl", None) == "srl":  # set by flows.convert.set_fifo_depths
+            extra["fifo_impl"] = "srl"
 
     kw: dict = {
         "name": layer.name,
@@ -1280,6 +1289,7 @@ def fit_to_budget(
     strategies: Sequence[str] = STRATEGIES,
     margin: float = 1.0,
     max_steps: int = 2000,
+    axi_pipelined: bool = False,
 ) -> FitResult:
     """Choose reuse factors and strategies so that the estimate fits ``budget`` (each resource scaled by ``margin``).
 
@@ -1313,7 +1323,15 @@ def fit_to_budget(
         return {cur[i].name: LayerChoice(cur[i].name, cur[i].reuse_factor, cur[i].strategy) for i in mac_idx}
 
     def design(cur: Sequence[LayerSpec], lays: Sequence[LayerEstimate]) -> DesignEstimate:
-        return estimate_design(cur, clock_period_ns, io_type, backend=backend, calib=calib, layer_estimates=lays)
+        return estimate_design(
+            cur,
+            clock_period_ns,
+            io_type,
+            backend=backend,
+            calib=calib,
+            layer_estimates=lays,
+            axi_pipelined=axi_pipelined,
+        )
 
     given_layers = [estimate_layer(s, clock_period_ns, calib) for s in specs]
     given = design(specs, given_layers)

@@ -67,6 +67,59 @@ def clean_qonnx(raw_path: Path, channels_last: bool):
         model = model.transform(InferShapes())
     model = model.transform(GemmToMatMul())
     model = cleanup_model(model)
+    model = absorb_input_quant(model)
+    return cleanup_model(model)  # drops the absorbed quantizer's initializers
+
+
+INPUT_PRECISION_KEY = "fireflow_input_precision"
+
+
+def absorb_input_quant(model):
+    """Remove the Quant node on the graph input and record its grid as the input's fixed-point type.
+
+    The network's first operation quantizes the image to a power-of-two grid (8 bits, scale 2^-8). In
+    hardware that is the input type itself: `ufixed<8,0,RND_CONV,SAT>` rounds and saturates a float
+    pixel exactly like Brevitas (round half to even), so the layer is not needed; hls4ml would otherwise
+    build an elementwise cast over the whole input (784 lanes for an MLP in io_stream). The type is
+    stored in the model's metadata (`fireflow_input_precision`) for flows/convert.py.
+    """
+    import math
+
+    from onnx import helper
+
+    graph = model.graph
+    name = graph.input[0].name
+    consumers = model.find_consumers(name) or []
+    # an MLP exported with flat inputs starts with a Flatten that changes nothing: drop it first
+    if len(consumers) == 1 and consumers[0].op_type in ("Flatten", "Reshape"):
+        node = consumers[0]
+        if model.get_tensor_shape(node.output[0]) == model.get_tensor_shape(name):
+            for user in model.find_consumers(node.output[0]) or []:
+                for i, inp in enumerate(user.input):
+                    if inp == node.output[0]:
+                        user.input[i] = name
+            graph.node.remove(node)
+            consumers = model.find_consumers(name) or []
+    if len(consumers) != 1 or consumers[0].op_type != "Quant":
+        return model
+    quant = consumers[0]
+    scale, zeropt, bits = (model.get_initializer(t) for t in quant.input[1:4])
+    if scale is None or zeropt is None or bits is None or scale.size != 1 or float(zeropt) != 0:
+        return model
+    exponent = math.log2(float(scale))
+    if exponent != round(exponent):
+        return model
+    attrs = {a.name: helper.get_attribute_value(a) for a in quant.attribute}
+    if attrs.get("narrow", 0):
+        return model
+    signed, frac, width = bool(attrs.get("signed", 1)), -int(round(exponent)), int(float(bits))
+    precision = f"{'' if signed else 'u'}fixed<{width},{width - frac},RND_CONV,SAT>"
+    for user in model.find_consumers(quant.output[0]) or []:
+        for i, inp in enumerate(user.input):
+            if inp == quant.output[0]:
+                user.input[i] = name
+    graph.node.remove(quant)
+    model.set_metadata_prop(INPUT_PRECISION_KEY, precision)
     return model
 
 

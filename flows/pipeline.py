@@ -2,10 +2,10 @@
 
 A step is `Step(name, run, config_keys, outputs)`; `run(build) -> metrics` writes its artifacts into
 the build folder. `steps.json` records per step: status, seconds, input hash, output hash, metrics.
-The input hash covers the step's name and version, the config sections it reads and the output hashes
-of every step before it, so changing `hls.io_type` reruns conversion and C simulation but not
-training. A rerun skips a step whose input hash matches and whose outputs exist; `force` reruns a step
-and everything after it. Files are written to a temporary name and renamed into place.
+The input hash covers the step's name and version, the fireflow version, the config sections it
+reads and the output hashes of every step before it, so changing `hls.io_type` reruns conversion and
+C simulation but not training. A rerun skips a step whose input hash matches and whose outputs
+exist; `force` reruns a step and everything after it. Files are written to a temporary name and renamed into place.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from flows import __version__
 from flows.errors import FlowError, UsageError
 
 log = logging.getLogger(__name__)
@@ -140,6 +141,7 @@ def run_steps(
             {
                 "step": step.name,
                 "version": step.version,
+                "fireflow": __version__,
                 "config": build.cfg.section(*step.config_keys) if step.config_keys else {},
                 "upstream": upstream,
             }

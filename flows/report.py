@@ -176,9 +176,7 @@ def _hls_lines(e: dict) -> list[str]:
     avail = e["available_resources"]
     for kind in RESOURCE_KINDS:
         used = e["resources"][kind]
-        lines.append(
-            f"  {kind:<9}{_fmt(used):>10}{_fmt(avail.get(kind)):>12}{_fmt_pct(e['utilization_pct'][kind]):>9}"
-        )
+        lines.append(f"  {kind:<9}{_fmt(used):>10}{_fmt(avail.get(kind)):>12}{_fmt_pct(e['utilization_pct'][kind]):>9}")
     lines.append(f"  (BRAM36 = BRAM_18K / 2: the report says {e['bram_18k']} BRAM_18K)")
     return lines
 

@@ -71,9 +71,15 @@ def build_report(build: Any) -> dict:
         "steps": _steps_seconds(build.out),
     }
     for extra in ("compression", "structure", "resources", "latency"):
-        for step_metrics in m.values():
+        for step_metrics in m.values():  # in step order: a later step (synth) replaces an estimate
             if isinstance(step_metrics, dict) and extra in step_metrics:
                 report[extra] = step_metrics[extra]
+    if "resources" in report and "latency" in report:
+        from flows.hardware import hardware_markdown
+
+        report["resources"]["markdown"] = hardware_markdown(report["resources"], report["latency"], build.board)
+        if "synth" in m and "convert" in m:  # keep the estimate beside the real figures, labelled
+            report["estimate"] = {"resources": m["convert"]["resources"], "latency": m["convert"]["latency"]}
     return report
 
 
@@ -184,10 +190,21 @@ def _save_fig(fig: Any, path: Path) -> None:
 
 
 def write_report(build: Any) -> dict:
+    from flows.compress import compression_section, plot_compression
+
     report = build_report(build)
+    section = compression_section(build)
+    if section is not None:
+        report["compression"] = section
     plots = []
     if plot_training(build, build.out / "plots" / "training.png"):
         plots.append("plots/training.png")
+    plots += plot_compression(build, build.out / "plots")
+    if "resources" in report:
+        from flows.hardware import plot_utilization
+
+        plot_utilization(report["resources"], build.board, build.out / "plots" / "utilization.png")
+        plots.append("plots/utilization.png")
     report["plots"] = plots
     atomic_write_json(build.out / "report.json", report)
     md = render_markdown(report)

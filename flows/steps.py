@@ -134,39 +134,74 @@ def step_train(build: Build) -> dict:
 
 
 def step_qat(build: Build) -> dict:
-    """Quantization-aware fine-tuning (Brevitas) from the float weights."""
+    """Quantization-aware fine-tuning (Brevitas) from the float (or pruned/shared) weights; zeros stay zero."""
+    from flows.compress import compressed_source, masks_from_zeros
     from flows.train import TrainRecipe, evaluate, set_threads, train
 
     set_threads(build.cfg.train.threads)
     t = build.cfg.train
     model = build.new_model(quantized=True)
-    state = torch.load(build.path(FLOAT_CKPT), map_location="cpu", weights_only=True)
+    source = compressed_source(build)
+    state = torch.load(build.path(source), map_location="cpu", weights_only=True)
     missing, unexpected = model.load_state_dict(state, strict=False)
     if unexpected or any(not _is_quantizer_state(k) for k in missing):
         raise VerificationError(
-            f"float checkpoint does not match the quantized model: missing {missing}, unexpected {unexpected}"
+            f"{source} does not match the quantized model: missing {missing}, unexpected {unexpected}"
         )
+    masks = masks_from_zeros(model) if source != FLOAT_CKPT else None
     _calibrate(model, build)
-    history = train(
-        model,
-        build.data.train,
-        TrainRecipe(
-            t.qat_epochs, t.qat_lr, t.batch_size, t.weight_decay, build.cfg.data.augment, build.cfg.seed + 1, "qat"
-        ),
+    recipe = TrainRecipe(
+        t.qat_epochs, t.qat_lr, t.batch_size, t.weight_decay, build.cfg.data.augment, build.cfg.seed + 1, "qat"
     )
+    history = train(model, build.data.train, recipe, masks=masks)
     result = evaluate(model, build.data.test)
     save_checkpoint(model, build.path(QAT_CKPT))
     spec = build.quant_spec()
+    layers = hardware_weight_stats(model, spec)
     log.info("quantized model: test accuracy %.4f", result["accuracy"])
+    active = sum(lay["active"] for lay in layers)
     return {
         "accuracy": result["accuracy"],
         "loss": result["loss"],
         "history": history,
+        "source": source,
         "bytes_quantized": quantized_bytes(model, spec),
+        "active_weights": active,
+        "layers": layers,
         "weight_bits": {"conv": spec.bits_for("conv"), "fc": spec.bits_for("fc")},
         "act_bits": spec.act_bits,
         "input_bits": spec.input_bits,
     }
+
+
+@torch.no_grad()
+def hardware_weight_stats(model: torch.nn.Module, spec: QuantSpec) -> list[dict]:
+    """Per layer: the weights the hardware gets (Brevitas-quantized), their distinct values and zeros.
+
+    A b-bit layer may hold at most 2^b distinct values (the weight-sharing width); anything else
+    means the quantizer is not what the report claims, so it fails loudly.
+    """
+    model.eval()
+    rows = []
+    for name, m in weight_layers(model):
+        kind = "conv" if isinstance(m, torch.nn.Conv2d) else "fc"
+        qw = m.quant_weight().value if hasattr(m, "quant_weight") else m.weight
+        bits = spec.bits_for(kind)
+        distinct = int(torch.unique(qw).numel())
+        if distinct > 2**bits:
+            raise VerificationError(f"layer {name}: {distinct} distinct quantized weights > 2^{bits}")
+        rows.append(
+            {
+                "name": name,
+                "kind": kind,
+                "bits": bits,
+                "distinct_values": distinct,
+                "total": int(qw.numel()),
+                "active": int((qw != 0).sum()),
+                "bias": int(m.bias.numel()) if m.bias is not None else 0,
+            }
+        )
+    return rows
 
 
 def _is_quantizer_state(key: str) -> bool:
@@ -212,15 +247,65 @@ def _reference_logits(model: torch.nn.Module, xq: torch.Tensor) -> np.ndarray:
 
 
 def step_convert(build: Build) -> dict:
-    """hls4ml project for the board (backend, part, clock from constraints/<board>.json)."""
+    """hls4ml project for the board; the estimate decides reuse factors when the design does not fit."""
+    from dataclasses import replace
+
     from qonnx.core.modelwrapper import ModelWrapper
 
     from flows.convert import PROJECT_DIR, convert, layer_table, resolve_settings
+    from flows.hardware import estimate_model, estimate_sections, fit_design
 
+    cfg, board = build.cfg, build.board
     wrapper = ModelWrapper(str(build.path(QONNX_FILE)))
-    hls_model, _ = convert(wrapper, build.out, build.cfg.hls, build.cfg.quant, build.board)
-    settings = resolve_settings(build.cfg.hls, build.board)
-    return {"project": PROJECT_DIR, "settings": vars(settings), "layers": layer_table(hls_model)}
+    settings = resolve_settings(cfg.hls, board)
+    pipelined = board.backend == "VivadoAccelerator" and cfg.hls.pipeline_axi
+
+    def convert_fn(io_type: str, layer_settings: dict):
+        hls = replace(cfg.hls, io_type=io_type)
+        return convert(wrapper, build.out, hls, cfg.quant, board, write=False, layer_settings=layer_settings)[0]
+
+    outcome = fit_design(convert_fn, board, settings.clock_period_ns, cfg.hls.io_type, pipelined, cfg.hls.fit)
+    hls = replace(cfg.hls, io_type=outcome.io_type)
+    hls_model, _ = convert(wrapper, build.out, hls, cfg.quant, board, layer_settings=outcome.layer_settings)
+    _, est = estimate_model(hls_model, board, settings.clock_period_ns, outcome.io_type, pipelined)
+    resources, latency = estimate_sections(est, board)
+    resources["fit"] = {
+        "searched": outcome.searched,
+        "explanation": outcome.explanation,
+        "layer_settings": outcome.layer_settings,
+    }
+    log.info(
+        "estimate: LUT %.0f, FF %.0f, DSP %.0f, BRAM36 %.1f; II %d cycles = %.0f images/s",
+        resources["LUT"],
+        resources["FF"],
+        resources["DSP"],
+        resources["BRAM36"],
+        latency["ii"],
+        latency["images_per_second"] or 0,
+    )
+    return {
+        "project": PROJECT_DIR,
+        "settings": {**vars(settings), "io_type": outcome.io_type},
+        "layers": layer_table(hls_model),
+        "resources": resources,
+        "latency": latency,
+    }
+
+
+def step_synth(build: Build) -> dict:
+    """Vivado/Vitis HLS C synthesis of the project (only with --synth); real resources and latency."""
+    from flows.convert import PROJECT_DIR
+    from flows.hardware import latency_section, resources_section, run_synthesis, synthesis_figures
+
+    reports = run_synthesis(build.path(PROJECT_DIR), build.board.backend, vsynth=build.cfg.hls.vsynth)
+    top = synthesis_figures(reports, build.cfg.hls.project_name)
+    source = top["tool"]
+    figures = {"LUT": top["lut"], "FF": top["ff"], "DSP": top["dsp"], "BRAM36": top["bram36"], "URAM": top["uram"]}
+    resources = resources_section(figures, source, build.board)
+    resources["report"] = top.get("file")
+    clock = top.get("target_clock_ns") or build.board.clock_period_ns
+    latency = latency_section(top["latency_max"] or 0, top["interval_max"] or 0, clock, source)
+    return {"resources": resources, "latency": latency, "reports": reports}
 
 
 def step_csim(build: Build) -> dict:
@@ -311,13 +396,49 @@ def step_report(build: Build) -> dict:
     return write_report(build)
 
 
-STEPS: list[Step] = [
-    Step(
-        "train", step_train, ("model", "arch", "seed", "data", "train"), (FLOAT_CKPT,), description="float pre-training"
-    ),
-    Step("qat", step_qat, ("quant", "train"), (QAT_CKPT,), description="Brevitas quantization-aware training"),
-    Step("export", step_export, (), (QONNX_FILE,), description="QONNX export, channels-last, verified"),
-    Step("convert", step_convert, ("hls", "board"), ("hls4ml_prj",), description="hls4ml project"),
-    Step("csim", step_csim, ("csim",), (CSIM_FILE,), description="g++ C simulation and parity"),
-    Step("report", step_report, (), ("report.json", "report.md"), description="report.json / report.md"),
-]
+def steps_for(cfg: BuildConfig) -> list[Step]:
+    """The ordered steps of a build; the Deep Compression steps only when `compress.enabled`."""
+    from flows.compress import BUNDLE_FILE, PRUNED_CKPT, SHARED_CKPT, step_encode, step_prune, step_share
+
+    steps = [
+        Step(
+            "train",
+            step_train,
+            ("model", "arch", "seed", "data", "train"),
+            (FLOAT_CKPT,),
+            description="float pre-training",
+        )
+    ]
+    if cfg.compress.enabled:
+        if cfg.compress.prune:
+            steps.append(
+                Step(
+                    "prune", step_prune, ("compress",), (PRUNED_CKPT,), description="magnitude pruning with retraining"
+                )
+            )
+        if cfg.compress.share:
+            steps.append(
+                Step(
+                    "share",
+                    step_share,
+                    ("compress",),
+                    (SHARED_CKPT,),
+                    description="k-means weight sharing, centroid fine-tuning",
+                )
+            )
+        steps.append(
+            Step("encode", step_encode, ("compress",), (BUNDLE_FILE,), description="sparse + Huffman model.bundle")
+        )
+    steps += [
+        Step("qat", step_qat, ("quant", "train"), (QAT_CKPT,), description="Brevitas quantization-aware training"),
+        Step("export", step_export, (), (QONNX_FILE,), description="QONNX export, channels-last, verified"),
+        Step("convert", step_convert, ("hls", "board"), ("hls4ml_prj",), description="hls4ml project"),
+        Step("csim", step_csim, ("csim",), (CSIM_FILE,), description="g++ C simulation and parity"),
+    ]
+    if cfg.hls.synth:
+        steps.append(Step("synth", step_synth, ("hls",), (), description="Vivado/Vitis HLS synthesis"))
+    steps.append(Step("report", step_report, (), ("report.json", "report.md"), description="report.json / report.md"))
+    return steps
+
+
+STEPS: list[Step] = steps_for(BuildConfig(model="lenet5_fire"))  # the default step list (for --list)

@@ -56,9 +56,29 @@ def _lenet5_fire(quant: QuantSpec, in_shape, num_classes, arch: dict) -> nn.Modu
     return FireNet(quant, _fire_arch(arch), in_shape, num_classes)
 
 
+# Deep Compression recipes: the paper's bit widths (LeNet-300-100: 6-bit FC; LeNet-5: 8-bit conv, 5-bit
+# FC), hardware QAT at the same widths, and per-layer target densities below the paper's.
+LENET300_RECIPE = {
+    "compress.enabled": True,
+    "compress.density": {"ip1": 0.05, "ip2": 0.07, "ip3": 0.25},
+    "compress.fc_bits": 6,
+    "compress.fc_index_bits": 5,
+    "quant.fc_weight_bits": 6,
+}
+LENET5_RECIPE = {
+    "compress.enabled": True,
+    "compress.density": {"conv1": 0.6, "conv2": 0.08, "ip1": 0.03, "ip2": 0.15},
+    "compress.conv_bits": 8,
+    "compress.fc_bits": 5,
+    "compress.conv_index_bits": 8,
+    "compress.fc_index_bits": 5,
+    "quant.conv_weight_bits": 8,
+    "quant.fc_weight_bits": 5,
+}
+
 MODELS: dict[str, ModelEntry] = {
-    "lenet300_100": ModelEntry(_lenet300, "LeNet-300-100: 784-300-100-10 MLP (Deep Compression's)", {}),
-    "lenet5": ModelEntry(_lenet5, "Caffe LeNet-5: conv 20@5x5, pool, conv 50@5x5, pool, fc 500, fc 10", {}),
+    "lenet300_100": ModelEntry(_lenet300, "LeNet-300-100: 784-300-100-10 MLP (Deep Compression's)", LENET300_RECIPE),
+    "lenet5": ModelEntry(_lenet5, "Caffe LeNet-5: conv 20@5x5, pool, conv 50@5x5, pool, fc 500, fc 10", LENET5_RECIPE),
     "lenet5_fire": ModelEntry(
         _lenet5_fire,
         "LeNet-5 with Fire modules: conv 24@5x5, pool, Fire(12,24,24), pool, Fire(12,24,24), pool, fc 10",

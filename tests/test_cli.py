@@ -41,8 +41,16 @@ def test_unwritable_output_folder(capsys, tmp_path):
 
 
 def test_missing_data_offline_says_how_to_provide_it(capsys, tmp_path):
-    code, err = _run_main(capsys, "lenet5_fire", "--out", str(tmp_path / "b"), "--cache-dir", str(tmp_path / "c"),
-                          "--set", "data.download=false")
+    code, err = _run_main(
+        capsys,
+        "lenet5_fire",
+        "--out",
+        str(tmp_path / "b"),
+        "--cache-dir",
+        str(tmp_path / "c"),
+        "--set",
+        "data.download=false",
+    )
     assert code == 3
     assert "--data-dir" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "b" / "report.json").exists()
@@ -69,18 +77,29 @@ def test_bad_config_values(capsys, tmp_path, args, needle):
 
 
 def test_force_unknown_step(capsys, tmp_path):
-    code, err = _run_main(capsys, "lenet5_fire", "--out", str(tmp_path / "b"), "--dataset", "digits",
-                          "--force", "training")
+    code, err = _run_main(
+        capsys, "lenet5_fire", "--out", str(tmp_path / "b"), "--dataset", "digits", "--force", "training"
+    )
     assert code == 2 and "steps: train, qat" in err
 
 
 def test_script_entry_point_runs_from_anywhere(tmp_path):
     """`python flows/build.py` works as a script (not only as the installed module)."""
-    proc = subprocess.run([sys.executable, str(ROOT / "flows" / "build.py"), "nosuchmodel"], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "flows" / "build.py"), "nosuchmodel"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 2
     assert proc.stderr.strip().startswith("error: unknown model 'nosuchmodel'")
     assert "Traceback" not in proc.stderr
-    listing = subprocess.run([sys.executable, str(ROOT / "flows" / "build.py"), "--list"], cwd=tmp_path,
-                             capture_output=True, text=True, timeout=300)
+    listing = subprocess.run(
+        [sys.executable, str(ROOT / "flows" / "build.py"), "--list"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert listing.returncode == 0 and "pynq-z2" in listing.stdout and "lenet5_fire" in listing.stdout

@@ -15,8 +15,18 @@ from flows.build import run_build
 from flows.errors import VerificationError
 from tests.conftest import SMALL, copy_build
 
-REPORT_KEYS = {"model", "board", "part", "clock_period_ns", "dataset", "accuracy", "csim", "size_bytes", "steps",
-               "hls_project"}
+REPORT_KEYS = {
+    "model",
+    "board",
+    "part",
+    "clock_period_ns",
+    "dataset",
+    "accuracy",
+    "csim",
+    "size_bytes",
+    "steps",
+    "hls_project",
+}
 
 
 def _assert_exact(report: dict, samples: int) -> None:
@@ -51,8 +61,15 @@ def test_report_has_required_keys(fire_stream_build):
 def test_project_has_pynq_wrapper_and_testbench(fire_stream_build):
     out, report = fire_stream_build
     prj = out / "hls4ml_prj"
-    for rel in ("firmware/myproject.cpp", "firmware/myproject_axi.cpp", "design.tcl", "axi_stream_driver.py",
-                "build_prj.tcl", "tb_data/tb_input_features.dat", "tb_data/tb_output_predictions.dat"):
+    for rel in (
+        "firmware/myproject.cpp",
+        "firmware/myproject_axi.cpp",
+        "design.tcl",
+        "axi_stream_driver.py",
+        "build_prj.tcl",
+        "tb_data/tb_input_features.dat",
+        "tb_data/tb_output_predictions.dat",
+    ):
         assert (prj / rel).is_file(), rel
     rows = (prj / "tb_data/tb_input_features.dat").read_text().strip().splitlines()
     assert len(rows) == SMALL["csim.tb_samples"] and len(rows[0].split()) == 28 * 28

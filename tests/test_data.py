@@ -45,7 +45,8 @@ def test_mnist_from_read_only_folder(fake_mnist, tmp_path):
     assert data.in_shape == (1, 28, 28) and data.train.images.dtype == torch.uint8
     # the read-only source was not written to; the cache holds the extracted files
     assert sorted(p.name for p in (fake_mnist / "MNIST" / "raw").iterdir()) == sorted(
-        p.name for p in (fake_mnist / "MNIST" / "raw").glob("*.gz"))
+        p.name for p in (fake_mnist / "MNIST" / "raw").glob("*.gz")
+    )
     assert (tmp_path / "cache" / "MNIST" / "raw" / "train-images-idx3-ubyte").exists()
     again = load_data("mnist", data_dir=fake_mnist, cache_dir=tmp_path / "cache", download=False, max_train=10)
     assert len(again.train) == 10 and torch.equal(again.train.images, data.train.images[:10])

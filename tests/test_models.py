@@ -37,8 +37,9 @@ def test_fire_widths_follow_squeezenet_metaparameters():
 
 
 def test_fire_concat_has_both_branches():
-    net = build_model("lenet5_fire", QuantSpec(enabled=False), arch={"expand": [20], "pct3x3": 0.25,
-                                                                      "pool_after": ["stem", "fire1"]})
+    net = build_model(
+        "lenet5_fire", QuantSpec(enabled=False), arch={"expand": [20], "pct3x3": 0.25, "pool_after": ["stem", "fire1"]}
+    )
     fire = net.features.fire1
     assert fire.expand1x1.out_channels + fire.expand3x3.out_channels == 20
     x = torch.rand(2, net.features.stem.out_channels, 12, 12)

@@ -48,8 +48,10 @@ def _run(model: ModelWrapper, inputs: dict) -> dict:
 @pytest.fixture
 def inputs():
     rng = np.random.default_rng(0)
-    return {"a": rng.normal(size=(1, 4, 4, 3)).astype(np.float32),
-            "b": rng.normal(size=(1, 4, 4, 5)).astype(np.float32)}
+    return {
+        "a": rng.normal(size=(1, 4, 4, 3)).astype(np.float32),
+        "b": rng.normal(size=(1, 4, 4, 5)).astype(np.float32),
+    }
 
 
 def test_concat_rewrite_removes_every_transpose(inputs):
