@@ -47,14 +47,13 @@ def masks_from_zeros(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 def compressed_source(build: Any) -> str:
     """The checkpoint QAT starts from: the last compression stage that ran, else the float model."""
-    from flows.steps import FLOAT_CKPT
 
     c = build.cfg.compress
     if c.enabled and c.share:
         return SHARED_CKPT
     if c.enabled and c.prune:
         return PRUNED_CKPT
-    return FLOAT_CKPT
+    return build.base_checkpoint
 
 
 def _bits(build: Any) -> dict[str, int]:
@@ -63,11 +62,11 @@ def _bits(build: Any) -> dict[str, int]:
 
 def step_prune(build: Any) -> dict:
     """Magnitude pruning (threshold = quality x std per layer), iterative, with retraining."""
-    from flows.steps import FLOAT_CKPT, save_checkpoint
+    from flows.steps import save_checkpoint
 
     set_threads(build.cfg.train.threads)
     c, t = build.cfg.compress, build.cfg.train
-    model = build.load_model(FLOAT_CKPT, quantized=False)
+    model = build.load_model(build.base_checkpoint, quantized=False)
 
     def retrain(m, masks, k):
         recipe = TrainRecipe(
@@ -125,11 +124,11 @@ def step_prune(build: Any) -> dict:
 def step_share(build: Any) -> dict:
     """k-means weight sharing per layer and centroid fine-tuning (masks and assignments fixed)."""
     from flows.share import attach_sharing, bake_sharing, centroid_parameters
-    from flows.steps import FLOAT_CKPT, save_checkpoint
+    from flows.steps import save_checkpoint
 
     set_threads(build.cfg.train.threads)
     c, t = build.cfg.compress, build.cfg.train
-    source = PRUNED_CKPT if c.prune else FLOAT_CKPT
+    source = PRUNED_CKPT if c.prune else build.base_checkpoint
     model = build.load_model(source, quantized=False)
     bits = _bits(build)
     log.info("weight sharing (k-means, linear initialisation):")
@@ -405,13 +404,11 @@ def plot_compression(build: Any, plots_dir: Path) -> list[str]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from flows.steps import FLOAT_CKPT
-
     sec = compression_section(build)
     if sec is None:
         return []
     written = []
-    stages = [("before pruning", FLOAT_CKPT), ("after pruning", PRUNED_CKPT), ("after sharing", SHARED_CKPT)]
+    stages = [("before pruning", build.base_checkpoint), ("after pruning", PRUNED_CKPT), ("after sharing", SHARED_CKPT)]
     stages = [(label, ck) for label, ck in stages if build.path(ck).exists()]
     layer_name = max(sec["layers"], key=lambda lay: lay["total"])["name"]
     fig, axes = plt.subplots(1, len(stages), figsize=(4.2 * len(stages), 3.2), sharex=True)

@@ -58,6 +58,23 @@ class QuantConfig:
 
 
 @dataclass
+class StructureConfig:
+    """Structured (channel/filter) pruning after float training: the network physically shrinks.
+
+    `ratio` is the fraction of channels removed from every group (a conv's filters and everything that
+    consumes them); `ratios` overrides it per group (e.g. "features.fire1.squeeze": 0.5).
+    """
+
+    enabled: bool = False
+    ratio: float = 0.3
+    ratios: dict[str, float] = field(default_factory=dict)
+    min_channels: int = 2
+    norm: str = "l1"  # filter importance: "l1" or "l2"
+    epochs: int = 3  # fine-tuning epochs after pruning
+    lr: float = 1e-3
+
+
+@dataclass
 class CompressConfig:
     """Deep Compression: magnitude pruning with retraining, k-means weight sharing, Huffman coding.
 
@@ -125,6 +142,7 @@ class BuildConfig:
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     quant: QuantConfig = field(default_factory=QuantConfig)
+    structure: StructureConfig = field(default_factory=StructureConfig)
     compress: CompressConfig = field(default_factory=CompressConfig)
     hls: HLSConfig = field(default_factory=HLSConfig)
     csim: CSimConfig = field(default_factory=CSimConfig)
@@ -238,7 +256,7 @@ def apply_overrides(data: dict, overrides: dict[str, Any]) -> dict:
                 raise UsageError(f"config key {dotted!r}: {part!r} is not a section")
             node = node[part]
         free_form = path[0] == "arch" or (
-            len(path) > 2 and path[1] in ("layer_reuse", "layer_precision", "quality", "density")
+            len(path) > 2 and path[1] in ("layer_reuse", "layer_precision", "quality", "density", "ratios")
         )
         if path[-1] not in node and not free_form:
             raise UsageError(f"config key {dotted!r} does not exist; see config.json of a build for valid keys")
@@ -297,6 +315,15 @@ def validate(cfg: BuildConfig) -> None:
     prec = cfg.hls.default_precision.replace(" ", "")
     if not (prec.startswith(("fixed<", "ap_fixed<")) and prec.endswith(">")):
         raise UsageError(f"config hls.default_precision = {cfg.hls.default_precision!r}: use e.g. 'fixed<16,6>'")
+    st = cfg.structure
+    if not 0 <= st.ratio < 1:
+        raise UsageError(f"config structure.ratio = {st.ratio} must be in [0, 1)")
+    for group, r in st.ratios.items():
+        if not 0 <= r < 1:
+            raise UsageError(f"config structure.ratios.{group} = {r} must be in [0, 1)")
+    _choice("structure.norm", st.norm, ("l1", "l2"))
+    _positive("structure.min_channels", st.min_channels)
+    _positive("structure.epochs", st.epochs, allow_zero=True)
     c = cfg.compress
     _positive("compress.iterations", c.iterations)
     _positive("compress.retrain_epochs", c.retrain_epochs, allow_zero=True)

@@ -7,6 +7,7 @@ the build folder and lazily loaded data; `STEPS` is the ordered list `flows/pipe
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ from models.quant import QuantSpec
 log = logging.getLogger(__name__)
 
 FLOAT_CKPT = "model/float.pt"
+STRUCTURED_CKPT = "model/structured.pt"
 QAT_CKPT = "model/qat.pt"
 QONNX_FILE = "model.qonnx.onnx"
 CSIM_FILE = "csim.json"
@@ -64,11 +66,25 @@ class Build:
             enabled=enabled,
         )
 
-    def new_model(self, quantized: bool = True) -> torch.nn.Module:
+    @property
+    def arch(self) -> dict:
+        """The architecture knobs in force: the config's, or the narrower one structured pruning chose."""
+        return self.metrics.get("structure", {}).get("arch") or self.cfg.arch
+
+    @property
+    def base_checkpoint(self) -> str:
+        """The float weights every later stage starts from (after structured pruning, if it ran)."""
+        return STRUCTURED_CKPT if self.cfg.structure.enabled else FLOAT_CKPT
+
+    def new_model(self, quantized: bool = True, arch: dict | None = None) -> torch.nn.Module:
         torch.manual_seed(self.cfg.seed)
         try:
             return build_model(
-                self.cfg.model, self.quant_spec(quantized), self.data.in_shape, self.data.num_classes, self.cfg.arch
+                self.cfg.model,
+                self.quant_spec(quantized),
+                self.data.in_shape,
+                self.data.num_classes,
+                self.arch if arch is None else arch,
             )
         except (ValueError, TypeError) as exc:
             raise UsageError(f"model {self.cfg.model!r} with arch {self.cfg.arch}: {exc}") from None
@@ -133,6 +149,66 @@ def step_train(build: Build) -> dict:
     }
 
 
+def step_structure(build: Build) -> dict:
+    """Channel pruning by filter norm, dependency-aware (Fire squeeze/expand/Concat), then fine-tuning."""
+    from flows.structured import choose_channels, layer_shapes, shrink, structure_markdown, structure_rows
+    from flows.train import TrainRecipe, evaluate, set_threads, train
+
+    set_threads(build.cfg.train.threads)
+    st, t = build.cfg.structure, build.cfg.train
+    model = build.load_model(FLOAT_CKPT, quantized=False)
+    if not hasattr(model, "channel_groups"):
+        raise UsageError(f"model {build.cfg.model!r} does not declare channel groups; structured pruning needs them")
+    before = layer_shapes(model, build.data.in_shape)
+    acc_before = evaluate(model, build.data.test)["accuracy"]
+    try:
+        keep = choose_channels(model, st.ratio, st.ratios, st.min_channels, st.norm)
+    except ValueError as exc:
+        raise UsageError(f"structure: {exc}") from None
+    base_arch = dict(build.cfg.arch)
+    small = shrink(model, keep, lambda widths: build.new_model(False, {**base_arch, **widths}))
+    arch = {**base_arch, **model.arch_for_widths({k: int(v.numel()) for k, v in keep.items()})}
+    arch = json.loads(json.dumps(arch))  # tuples -> lists: what config.json and the cache hold
+    acc_pruned = evaluate(small, build.data.test)["accuracy"]
+    recipe = TrainRecipe(
+        st.epochs, st.lr, t.batch_size, t.weight_decay, build.cfg.data.augment, build.cfg.seed + 5, "structure"
+    )
+    history = train(small, build.data.train, recipe)
+    result = evaluate(small, build.data.test)
+    save_checkpoint(small, build.path(STRUCTURED_CKPT))
+    after = layer_shapes(small, build.data.in_shape)
+    section = {
+        "params_before": sum(r.params for r in before),
+        "params_after": sum(r.params for r in after),
+        "macs_before": sum(r.macs for r in before),
+        "macs_after": sum(r.macs for r in after),
+        "accuracy_before": acc_before,
+        "accuracy_pruned": acc_pruned,
+        "accuracy_after": result["accuracy"],
+        "epochs": st.epochs,
+        "ratio": st.ratio,
+        "arch": arch,
+        "layers": structure_rows(before, after),
+    }
+    section["markdown"] = structure_markdown(section)
+    log.info(
+        "structured pruning: MACs %d -> %d, parameters %d -> %d, accuracy %.4f -> %.4f",
+        section["macs_before"],
+        section["macs_after"],
+        section["params_before"],
+        section["params_after"],
+        acc_before,
+        result["accuracy"],
+    )
+    return {
+        "arch": arch,
+        "accuracy": result["accuracy"],
+        "loss": result["loss"],
+        "history": history,
+        "structure": section,
+    }
+
+
 def step_qat(build: Build) -> dict:
     """Quantization-aware fine-tuning (Brevitas) from the float (or pruned/shared) weights; zeros stay zero."""
     from flows.compress import compressed_source, masks_from_zeros
@@ -148,7 +224,7 @@ def step_qat(build: Build) -> dict:
         raise VerificationError(
             f"{source} does not match the quantized model: missing {missing}, unexpected {unexpected}"
         )
-    masks = masks_from_zeros(model) if source != FLOAT_CKPT else None
+    masks = masks_from_zeros(model) if source != build.base_checkpoint else None
     _calibrate(model, build)
     recipe = TrainRecipe(
         t.qat_epochs, t.qat_lr, t.batch_size, t.weight_decay, build.cfg.data.augment, build.cfg.seed + 1, "qat"
@@ -409,6 +485,16 @@ def steps_for(cfg: BuildConfig) -> list[Step]:
             description="float pre-training",
         )
     ]
+    if cfg.structure.enabled:
+        steps.append(
+            Step(
+                "structure",
+                step_structure,
+                ("structure",),
+                (STRUCTURED_CKPT,),
+                description="channel pruning (dependency-aware) and fine-tuning",
+            )
+        )
     if cfg.compress.enabled:
         if cfg.compress.prune:
             steps.append(

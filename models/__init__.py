@@ -23,6 +23,9 @@ class ModelEntry:
     build: Callable[..., nn.Module]
     description: str
     defaults: dict = field(default_factory=dict)  # config overrides, e.g. {"train.epochs": 12}
+    # arch overrides for float pre-training only, e.g. {"batch_norm": True}: the float step builds the net
+    # with them and folds the extras away (models.bn.fold_batchnorm) before QAT loads the weights
+    train_arch: dict = field(default_factory=dict)
 
 
 def _lenet300(quant: QuantSpec, in_shape, num_classes, arch: dict) -> nn.Module:
@@ -41,7 +44,7 @@ def _fire_arch(arch: dict, **defaults):
     from models.fire import FireNetSpec
 
     merged = {**defaults, **arch}
-    for key in ("expand", "pool_after", "fires"):
+    for key in ("expand", "pool_after", "fires", "stem_fire"):
         if isinstance(merged.get(key), list):
             merged[key] = tuple(tuple(v) if isinstance(v, list) else v for v in merged[key])
     try:
@@ -54,6 +57,29 @@ def _lenet5_fire(quant: QuantSpec, in_shape, num_classes, arch: dict) -> nn.Modu
     from models.fire import FireNet
 
     return FireNet(quant, _fire_arch(arch), in_shape, num_classes)
+
+
+def _vgg_spec(cls, arch: dict):
+    merged = dict(arch)
+    for key in ("channels", "pool_after", "classifier", "stem_channels", "fires"):
+        if isinstance(merged.get(key), list):
+            merged[key] = tuple(tuple(v) if isinstance(v, list) else v for v in merged[key])
+    try:
+        return cls(**merged)
+    except TypeError as exc:
+        raise ValueError(f"unknown VGG architecture option: {exc}") from None
+
+
+def _vgg19(quant: QuantSpec, in_shape, num_classes, arch: dict) -> nn.Module:
+    from models.vgg import VGG19, VGGSpec
+
+    return VGG19(quant, _vgg_spec(VGGSpec, arch), in_shape, num_classes)
+
+
+def _vgg_fire(quant: QuantSpec, in_shape, num_classes, arch: dict) -> nn.Module:
+    from models.vgg import VGGFire, VGGFireSpec
+
+    return VGGFire(quant, _vgg_spec(VGGFireSpec, arch), in_shape, num_classes)
 
 
 # Deep Compression recipes: the paper's bit widths (LeNet-300-100: 6-bit FC; LeNet-5: 8-bit conv, 5-bit
@@ -83,6 +109,18 @@ MODELS: dict[str, ModelEntry] = {
         _lenet5_fire,
         "LeNet-5 with Fire modules: conv 24@5x5, pool, Fire(12,24,24), pool, Fire(12,24,24), pool, fc 10",
         {},
+    ),
+    "vgg19": ModelEntry(
+        _vgg19,
+        "VGG-19's 16 3x3 convs (4 pools at 28x28, 5 at 32x32), fc to the classes; arch.width scales it",
+        {},
+        train_arch={"batch_norm": True},
+    ),
+    "vgg_fire": ModelEntry(
+        _vgg_fire,
+        "VGG-19 stages with Fire modules: two 3x3 convs, 14 Fire modules, late pools, fc to the classes",
+        {},
+        train_arch={"batch_norm": True},
     ),
 }
 

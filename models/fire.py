@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from models.groups import ChannelGroup
 from models.quant import QuantSpec, quant_conv, quant_input, quant_linear, quant_relu
 
 
@@ -81,6 +82,8 @@ class FireNetSpec:
     pool_after: tuple[str, ...] = ("stem", "fire1", "fire2")  # stages followed by a 2x2 pool
     fc_hidden: int = 0  # 0: classifier is one fully connected layer
     fires: tuple[tuple[int, int, int], ...] | None = None  # explicit (s, e1, e3) per stage overrides the above
+    stem_fire: tuple[int, int, int] | None = None  # explicit (s, e1, e3) of a Fire stem (fire_stem=True)
+    stem_a_channels: int | None = None  # width of the first of two 3x3 stem convs (default stem_channels)
 
     def fire_list(self) -> list[FireWidths]:
         if self.fires is not None:
@@ -116,17 +119,22 @@ class FireNet(nn.Module):
         pool_cls = nn.MaxPool2d if arch.pool == "max" else nn.AvgPool2d
         layers: list[tuple[str, nn.Module]] = []
         if arch.fire_stem:
-            widths = fire_widths(arch.stem_channels, arch.squeeze_ratio, arch.pct3x3)
+            widths = (
+                FireWidths(*arch.stem_fire)
+                if arch.stem_fire
+                else fire_widths(arch.stem_channels, arch.squeeze_ratio, arch.pct3x3)
+            )
             layers.append(("stem", Fire(spec, c, widths)))
             c = widths.out_channels
         elif arch.stem_kernel == 5:
             layers += [("stem", quant_conv(spec, c, arch.stem_channels, 5)), ("stem_act", quant_relu(spec))]
             c, h, w = arch.stem_channels, h - 4, w - 4
         else:
+            first = arch.stem_a_channels or arch.stem_channels
             layers += [
-                ("stem", quant_conv(spec, c, arch.stem_channels, 3)),
+                ("stem", quant_conv(spec, c, first, 3)),
                 ("stem_act", quant_relu(spec)),
-                ("stem_b", quant_conv(spec, arch.stem_channels, arch.stem_channels, 3)),
+                ("stem_b", quant_conv(spec, first, arch.stem_channels, 3)),
                 ("stem_b_act", quant_relu(spec)),
             ]
             c, h, w = arch.stem_channels, h - 4, w - 4
@@ -159,3 +167,87 @@ class FireNet(nn.Module):
         if self.arch.fc_hidden:
             x = self.fc2(self.fc1_act(x))
         return x
+
+    def channel_groups(self) -> list[ChannelGroup]:
+        """Stem filters, each Fire's squeeze and both expand branches, and the hidden fc (if any)."""
+        stages: list[tuple[str, list[tuple[str, int]]]] = []  # (stage, [(producer, channels)]) in order
+        names = dict(self.features.named_children())
+        if isinstance(names["stem"], Fire):
+            stem = names["stem"]
+            stages.append(
+                (
+                    "stem",
+                    [
+                        ("features.stem.expand1x1", stem.widths.expand1x1),
+                        ("features.stem.expand3x3", stem.widths.expand3x3),
+                    ],
+                )
+            )
+        elif "stem_b" in names:
+            stages.append(("stem", [("features.stem_b", names["stem_b"].out_channels)]))
+        else:
+            stages.append(("stem", [("features.stem", names["stem"].out_channels)]))
+        fires = [n for n in names if n.startswith("fire") and not n.endswith("_pool")]
+        for name in fires:
+            w = names[name].widths
+            stages.append(
+                (name, [(f"features.{name}.expand1x1", w.expand1x1), (f"features.{name}.expand3x3", w.expand3x3)])
+            )
+        groups: list[ChannelGroup] = []
+        if "stem_b" in names:
+            groups.append(ChannelGroup("features.stem", "features.stem", (("features.stem_b", 0, 1),)))
+        for module_name in ["stem", *fires]:
+            if isinstance(names.get(module_name), Fire):
+                prefix = f"features.{module_name}"
+                groups.append(
+                    ChannelGroup(
+                        f"{prefix}.squeeze",
+                        f"{prefix}.squeeze",
+                        ((f"{prefix}.expand1x1", 0, 1), (f"{prefix}.expand3x3", 0, 1)),
+                    )
+                )
+        per_channel = self.flat_features // sum(c for _, c in stages[-1][1])
+        for i, (_, producers) in enumerate(stages):
+            if i + 1 < len(stages):
+                consumer, span = f"features.{stages[i + 1][0]}.squeeze", 1
+            else:
+                consumer, span = "fc1", per_channel
+            offset = 0
+            for producer, channels in producers:
+                groups.append(ChannelGroup(producer, producer, ((consumer, offset, span),)))
+                offset += channels
+        if self.arch.fc_hidden:
+            groups.append(ChannelGroup("fc1", "fc1", (("fc2", 0, 1),)))
+        return groups
+
+    def arch_for_widths(self, widths: dict[str, int]) -> dict:
+        """The arch knobs that rebuild this network with the given group widths."""
+        arch = self.arch
+        names = dict(self.features.named_children())
+        fires = []
+        for name in [n for n in names if n.startswith("fire") and not n.endswith("_pool")]:
+            w = names[name].widths
+            p = f"features.{name}"
+            fires.append(
+                (
+                    widths.get(f"{p}.squeeze", w.squeeze),
+                    widths.get(f"{p}.expand1x1", w.expand1x1),
+                    widths.get(f"{p}.expand3x3", w.expand3x3),
+                )
+            )
+        out: dict = {"fires": fires}
+        if arch.fire_stem:
+            w = names["stem"].widths
+            out["stem_fire"] = (
+                widths.get("features.stem.squeeze", w.squeeze),
+                widths.get("features.stem.expand1x1", w.expand1x1),
+                widths.get("features.stem.expand3x3", w.expand3x3),
+            )
+        else:
+            stem_name = "features.stem_b" if "stem_b" in names else "features.stem"
+            out["stem_channels"] = widths.get(stem_name, arch.stem_channels)
+            if "stem_b" in names:
+                out["stem_a_channels"] = widths.get("features.stem", names["stem"].out_channels)
+        if arch.fc_hidden:
+            out["fc_hidden"] = widths.get("fc1", arch.fc_hidden)
+        return out

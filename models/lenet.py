@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from models.groups import ChannelGroup
 from models.quant import QuantSpec, quant_conv, quant_input, quant_linear, quant_relu
 
 
@@ -39,6 +40,12 @@ class LeNet300100(nn.Module):
         x = self.relu1(self.ip1(x))
         x = self.relu2(self.ip2(x))
         return self.ip3(x)
+
+    def channel_groups(self) -> list[ChannelGroup]:
+        return [ChannelGroup("ip1", "ip1", (("ip2", 0, 1),)), ChannelGroup("ip2", "ip2", (("ip3", 0, 1),))]
+
+    def arch_for_widths(self, widths: dict[str, int]) -> dict:
+        return {"hidden": (widths.get("ip1", self.ip1.out_features), widths.get("ip2", self.ip2.out_features))}
 
 
 class LeNet5(nn.Module):
@@ -73,3 +80,17 @@ class LeNet5(nn.Module):
         x = torch.flatten(x, 1)
         x = self.relu1(self.ip1(x))
         return self.ip2(x)
+
+    def channel_groups(self) -> list[ChannelGroup]:
+        per_channel = self.ip1.in_features // self.conv2.out_channels
+        return [
+            ChannelGroup("conv1", "conv1", (("conv2", 0, 1),)),
+            ChannelGroup("conv2", "conv2", (("ip1", 0, per_channel),)),
+            ChannelGroup("ip1", "ip1", (("ip2", 0, 1),)),
+        ]
+
+    def arch_for_widths(self, widths: dict[str, int]) -> dict:
+        return {
+            "conv": (widths.get("conv1", self.conv1.out_channels), widths.get("conv2", self.conv2.out_channels)),
+            "fc": widths.get("ip1", self.ip1.out_features),
+        }
