@@ -216,6 +216,33 @@ def format_report(data: dict) -> str:
 # --------------------------------------------------------------------------------------------
 
 
+def _print_build_estimate(path: Path, as_json: bool) -> int:
+    """A build folder's report.json figures (labelled with their source, usually 'estimate')."""
+    report = json.loads(path.read_text())
+    resources, latency = report.get("resources"), report.get("latency")
+    if not resources or not latency:
+        print(f"error: {path} has no resources/latency section and no synthesis reports were found", file=sys.stderr)
+        return 2
+    if as_json:
+        print(json.dumps({"build": str(path.parent), "resources": resources, "latency": latency}, indent=2))
+        return 0
+    lines = [
+        f"Build: {path.parent}  [{report.get('model')} on {report.get('board')} ({report.get('part')})]",
+        f"No synthesis reports: figures below are source '{resources['source']}' (run the build with --synth "
+        "where Vivado/Vitis HLS is installed for real ones)",
+        f"  latency    {_fmt(latency['cycles'])} cycles ({_fmt(latency['latency_us'])} us)",
+        f"  interval   {_fmt(latency['ii'])} cycles: {_fmt(latency['images_per_second'])} images/s",
+        f"  {'resource':<9}{'used':>10}{'budget':>12}{'util':>9}",
+    ]
+    for kind in RESOURCE_KINDS:
+        budget = resources["budget"].get(kind)
+        util = 100 * resources["utilization"][kind] if budget else None
+        lines.append(f"  {kind:<9}{_fmt(resources[kind]):>10}{_fmt(budget):>12}{_fmt_pct(util):>9}")
+    lines.append(f"  fits: {'yes' if resources['fits'] else 'NO'}")
+    print("\n".join(lines))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="fireflow-report",
@@ -226,9 +253,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    build_report = Path(args.dir) / "report.json"
     try:
         data = load_project_reports(args.dir)
     except FlowError as exc:
+        if build_report.is_file():  # a fireflow build folder that was not synthesized: show its estimate
+            return _print_build_estimate(build_report, args.json)
         print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
         return exc.exit_code
     if args.json:

@@ -198,3 +198,14 @@ def test_synth_without_tools_is_a_clear_error(fire_stream_build, tmp_path, monke
         pytest.skip("a real vivado_hls is installed")
     with pytest.raises(ToolError, match="--synth needs vivado_hls"):
         run_build("lenet5_fire", "pynq-z2", {**SMALL, "out_dir": str(out), "hls.synth": True})
+
+
+def test_report_cli_shows_a_build_folders_estimate(fire_stream_build, capsys):
+    from flows.report import main
+
+    out, report = fire_stream_build
+    assert main([str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "source 'estimate'" in text and f"{report['latency']['ii']:.0f} cycles" in text
+    assert main([str(out), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["resources"]["source"] == "estimate"

@@ -1,0 +1,25 @@
+"""Full-size regression (marker `slow`, about 15-25 minutes on 2 cores): the main job on the real MNIST.
+
+    pytest -m slow
+
+Skipped when ../shared/data (MNIST in torchvision's layout) is absent.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from flows.build import run_build
+from tests.conftest import SHARED
+
+pytestmark = pytest.mark.slow
+MNIST = SHARED / "data"
+
+
+@pytest.mark.skipif(not (MNIST / "MNIST" / "raw").is_dir(), reason="../shared/data/MNIST is absent")
+def test_lenet5_fire_default_build_on_mnist(tmp_path):
+    report = run_build("lenet5_fire", "pynq-z2", {"data.data_dir": str(MNIST), "out_dir": str(tmp_path / "fire")})
+    assert report["accuracy"]["quantized"] >= 0.99
+    assert report["csim"]["samples"] == 10_000
+    assert report["csim"]["bit_exact_fraction"] == 1.0
+    assert report["resources"]["fits"]
