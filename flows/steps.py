@@ -122,17 +122,31 @@ def quantized_bytes(model: torch.nn.Module, spec: QuantSpec) -> float:
 
 
 def step_train(build: Build) -> dict:
-    """Float pre-training (the reference accuracy and the float32 size)."""
+    """Float pre-training (the reference accuracy and the float32 size).
+
+    A model whose registry entry has `train_arch` (e.g. VGG: {"batch_norm": True}) trains in that
+    variant; its batch norms are then folded into the convolutions (models/bn.py), and what is saved
+    and evaluated is the BN-free network every later step builds."""
     from flows.train import TrainRecipe, evaluate, set_threads, train
+    from models import resolve_model
 
     set_threads(build.cfg.train.threads)
     t = build.cfg.train
-    model = build.new_model(quantized=False)
+    train_arch = resolve_model(build.cfg.model).train_arch
+    model = build.new_model(quantized=False, arch={**build.arch, **train_arch} if train_arch else None)
     history = train(
         model,
         build.data.train,
         TrainRecipe(t.epochs, t.lr, t.batch_size, t.weight_decay, build.cfg.data.augment, build.cfg.seed, "float"),
     )
+    if train_arch:
+        from models.bn import fold_batchnorm
+
+        before = evaluate(model, build.data.test)["accuracy"]
+        state = fold_batchnorm(model)
+        model = build.new_model(quantized=False)
+        model.load_state_dict(state)
+        log.info("folded %s into the weights (accuracy %.4f with it)", train_arch, before)
     result = evaluate(model, build.data.test)
     save_checkpoint(model, build.path(FLOAT_CKPT))
     params = count_weights(model)
