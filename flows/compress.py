@@ -216,7 +216,9 @@ def compression_section(build: Any) -> dict | None:
     m = build.metrics
     if not build.cfg.compress.enabled or "encode" not in m:
         return None
-    train_m, prune_m, share_m, enc = m.get("train", {}), m.get("prune", {}), m.get("share", {}), m["encode"]
+    # compression starts from the network it is given: the structured one when that step ran
+    train_m = m.get("structure") or m.get("train", {})
+    prune_m, share_m, enc = m.get("prune", {}), m.get("share", {}), m["encode"]
     qat_m, csim_m = m.get("qat", {}), m.get("csim", {})
     b = enc["bytes"]
     bytes_float = b["dense_float32"]
@@ -251,7 +253,7 @@ def compression_section(build: Any) -> dict | None:
             train_m.get("loss"),
             total,
             bytes_float,
-            "dense float32 weights and biases",
+            "dense float32 weights and biases" + (" of the channel-pruned network" if "structure" in m else ""),
         )
     ]
     if prune_m:

@@ -82,7 +82,6 @@ import hashlib
 import logging
 import os
 import struct
-import tempfile
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -93,6 +92,7 @@ import numpy as np
 from bitarray import bitarray
 from bitarray.util import canonical_decode, canonical_huffman, int2ba
 
+from flows.atomic import atomic_write_bytes
 from flows.errors import FlowError
 
 log = logging.getLogger(__name__)
@@ -901,35 +901,11 @@ def decode_bundle(data: bytes, max_elements: int = DEFAULT_MAX_ELEMENTS) -> Deco
 
 
 def write_bundle(path: str | os.PathLike, layers: Sequence[LayerPayload]) -> BundleSizes:
-    """Encode and write atomically: temp file in the same folder, fsync, os.replace."""
+    """Encode and write atomically (flows/atomic.py): a failed encode leaves any old file untouched."""
     data, sizes = encode_bundle(layers)
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
+    atomic_write_bytes(path, data)
     log.info("wrote %s (%d bytes)", path, len(data))
     return sizes
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def read_bundle(path: str | os.PathLike, max_elements: int = DEFAULT_MAX_ELEMENTS) -> Decoded:
