@@ -31,6 +31,7 @@ class DataConfig:
     max_train: int | None = None  # use only the first N training images (quick runs, tests)
     max_test: int | None = None
     augment: bool = True  # random +-2 pixel shifts during training
+    verify_md5: bool = True  # check CIFAR-10 batch files against torchvision's md5 sums
 
 
 @dataclass

@@ -3,17 +3,30 @@
 Images are kept as uint8 (N, C, H, W) and scaled to [0, 1] per batch; the network's own input
 quantizer puts them on the 8-bit grid. torchvision's loaders are used with download for real users;
 `data_dir` may point at a read-only folder in torchvision's layout (e.g. `../shared/data` with
-`MNIST/raw/*.gz`): its files are copied into a writable cache first, because torchvision extracts
-next to them. `digits` (scikit-learn's 8x8 digits, upscaled) and `synthetic` need no files: tests use them.
+`MNIST/raw/*.gz`, or `FashionMNIST/raw/*.gz`): its files are copied into a writable cache first,
+because torchvision extracts next to them. `digits` (scikit-learn's 8x8 digits, upscaled) and
+`synthetic` need no files: tests use them.
+
+CIFAR-10 is read by a small reader of torchvision's layout, `cifar-10-batches-py/data_batch_1..5` and
+`test_batch` (pickled dicts: b"data" N x 3072 uint8 in CHW order, b"labels"), found in `data_dir`, or
+in the cache; a `cifar-10-python.tar.gz` in either place is extracted into the cache. Each batch file
+is checked against the md5 sums torchvision lists (`CIFAR10.train_list` / `test_list`); a mismatch is
+a `DataError` naming the file. `load_data(..., verify=False)` or the environment variable
+`FIREFLOW_SKIP_MD5=1` skips the check (tests use it with generated batches). When nothing is found
+and `download` is allowed, torchvision downloads the archive into the cache.
 """
 
 from __future__ import annotations
 
 import gzip
+import hashlib
 import logging
 import os
+import pickle
 import shutil
+import tarfile
 import tempfile
+import zlib
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -114,17 +127,21 @@ def _prepare_cache(name: str, data_dir: Path | None, cache_dir: Path) -> None:
                 shutil.copyfileobj(fin, fout)
 
 
-def _load_torchvision(name: str, data_dir: Path | None, cache_dir: Path, download: bool) -> tuple[Dataset, Dataset]:
-    import torchvision
-
-    cls_name, folder = _TORCHVISION[name]
-    cls = getattr(torchvision.datasets, cls_name)
+def _make_cache(cache_dir: Path) -> None:
     try:
         cache_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise DataError(
             f"cannot create the data cache {cache_dir} ({exc}); set --cache-dir to a writable folder"
         ) from None
+
+
+def _load_torchvision(name: str, data_dir: Path | None, cache_dir: Path, download: bool) -> tuple[Dataset, Dataset]:
+    import torchvision
+
+    cls_name, folder = _TORCHVISION[name]
+    cls = getattr(torchvision.datasets, cls_name)
+    _make_cache(cache_dir)
     _prepare_cache(name, data_dir, cache_dir)
     splits = []
     for train in (True, False):
@@ -163,6 +180,170 @@ def _missing_message(name: str, folder: str, cache_dir: Path) -> str:
     )
 
 
+# ------------------------------------------------------------------------------------------- CIFAR-10
+
+CIFAR_FOLDER = "cifar-10-batches-py"
+CIFAR_ARCHIVE = "cifar-10-python.tar.gz"
+SKIP_MD5_ENV = "FIREFLOW_SKIP_MD5"
+_CIFAR_SHAPE = (3, 32, 32)
+
+
+def md5_check_enabled(verify: bool = True) -> bool:
+    """False when `verify` is False or the environment sets FIREFLOW_SKIP_MD5 to 1/true/yes/on."""
+    return verify and os.environ.get(SKIP_MD5_ENV, "").strip().lower() not in ("1", "true", "yes", "on")
+
+
+def file_md5(path: Path) -> str:
+    digest = hashlib.md5(usedforsecurity=False)
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _cifar_checksums() -> tuple[list[tuple[str, str]], list[tuple[str, str]], str]:
+    """(train files, test files, archive md5) as torchvision lists them."""
+    from torchvision.datasets import CIFAR10
+
+    train = [(str(n), str(m)) for n, m in CIFAR10.train_list]
+    test = [(str(n), str(m)) for n, m in CIFAR10.test_list]
+    return train, test, str(CIFAR10.tgz_md5)
+
+
+def _check_md5(path: Path, expected: str) -> None:
+    got = file_md5(path)
+    if got != expected:
+        raise DataError(
+            f"cifar10: {path} is corrupt (md5 {got}, torchvision expects {expected}); replace it with a good "
+            f"copy (delete it to re-download, or --data-dir DIR with DIR/{CIFAR_FOLDER}/), or set "
+            f"{SKIP_MD5_ENV}=1 to skip the check"
+        )
+
+
+def read_cifar_batch(path: Path) -> Dataset:
+    """One pickled CIFAR-10 batch -> uint8 images (N, 3, 32, 32) and int64 labels."""
+    try:
+        with open(path, "rb") as f:
+            entry = pickle.load(f, encoding="bytes")
+    except Exception as exc:  # a damaged pickle raises many kinds of errors
+        raise DataError(f"cifar10: {path} is not a readable CIFAR-10 batch ({_first_line(exc)})") from None
+    if not isinstance(entry, dict):
+        raise DataError(f"cifar10: {path} is not a CIFAR-10 batch (a pickled {type(entry).__name__}, not a dict)")
+    data = entry.get(b"data", entry.get("data"))
+    labels = entry.get(b"labels", entry.get("labels"))
+    if data is None or labels is None:
+        raise DataError(f"cifar10: {path} has no b'data' and b'labels' entries")
+    data, labels = np.asarray(data), np.asarray(labels)
+    per_image = int(np.prod(_CIFAR_SHAPE))
+    if data.ndim != 2 or data.shape[1] != per_image or len(labels) != data.shape[0]:
+        raise DataError(
+            f"cifar10: {path} holds data {data.shape} and {len(labels)} labels; expected N x {per_image} and N labels"
+        )
+    if data.dtype != np.uint8 or (labels.size and not (0 <= labels.min() and labels.max() <= 9)):
+        raise DataError(f"cifar10: {path} has {data.dtype} pixels or labels outside 0..9")
+    images = torch.from_numpy(np.ascontiguousarray(data).reshape(-1, *_CIFAR_SHAPE).copy())
+    return Dataset(images, torch.as_tensor(labels, dtype=torch.int64))
+
+
+def _extract_cifar_archive(archive: Path, cache_dir: Path, verify: bool) -> Path:
+    """Extract cifar-10-python.tar.gz into cache_dir (atomically: a temporary folder renamed into place)."""
+    target = cache_dir / CIFAR_FOLDER
+    if verify:
+        expected = _cifar_checksums()[2]
+        got = file_md5(archive)
+        if got != expected:
+            raise DataError(
+                f"cifar10: {archive} is corrupt (md5 {got}, torchvision expects {expected}); replace it, "
+                f"or set {SKIP_MD5_ENV}=1 to skip the check"
+            )
+    tmp = Path(tempfile.mkdtemp(dir=cache_dir, prefix=".cifar-extract."))
+    try:
+        with tarfile.open(archive, "r:*") as tar:
+            members = [m for m in tar.getmembers() if m.isfile() or m.isdir()]
+            for m in members:
+                if m.name.startswith("/") or ".." in Path(m.name).parts:
+                    raise DataError(f"cifar10: {archive} holds an unsafe path {m.name!r}")
+            extra = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
+            tar.extractall(tmp, members=members, **extra)
+        if not (tmp / CIFAR_FOLDER).is_dir():
+            raise DataError(f"cifar10: {archive} has no {CIFAR_FOLDER}/ folder")
+        try:
+            os.replace(tmp / CIFAR_FOLDER, target)
+        except OSError:
+            if not target.is_dir():  # another build extracted it at the same time: use theirs
+                raise
+        log.info("extracted %s into %s", archive, target)
+    except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
+        raise DataError(f"cifar10: cannot extract {archive} ({_first_line(exc)})") from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def _cifar_missing_message(where: Path, cache_dir: Path) -> str:
+    return (
+        f"cifar10 not found in {where} and it could not be downloaded; pass --data-dir DIR where "
+        f"DIR/{CIFAR_FOLDER}/ holds data_batch_1..5 and test_batch, or DIR/{CIFAR_ARCHIVE} "
+        f"(extracted into the cache {cache_dir})"
+    )
+
+
+def _find_cifar_folder(data_dir: Path | None, cache_dir: Path, download: bool, verify: bool) -> Path:
+    """The folder holding the batches: data_dir's, extracted from an archive, the cache's, or downloaded."""
+    _make_cache(cache_dir)
+    if data_dir is not None:
+        if (data_dir / CIFAR_FOLDER).is_dir():
+            return data_dir / CIFAR_FOLDER
+        if (data_dir / CIFAR_ARCHIVE).is_file():
+            return _extract_cifar_archive(data_dir / CIFAR_ARCHIVE, cache_dir, verify)
+        raise DataError(
+            f"--data-dir {data_dir} has neither {CIFAR_FOLDER}/ nor {CIFAR_ARCHIVE}; expected torchvision's "
+            f"CIFAR-10 layout, e.g. {data_dir / CIFAR_FOLDER}/data_batch_1"
+        )
+    if (cache_dir / CIFAR_FOLDER).is_dir():
+        return cache_dir / CIFAR_FOLDER
+    if (cache_dir / CIFAR_ARCHIVE).is_file():
+        return _extract_cifar_archive(cache_dir / CIFAR_ARCHIVE, cache_dir, verify)
+    if not download:
+        raise DataError(_cifar_missing_message(cache_dir / CIFAR_FOLDER, cache_dir))
+    import torchvision
+
+    try:
+        log.info("downloading CIFAR-10 into %s", cache_dir)
+        torchvision.datasets.CIFAR10(root=str(cache_dir), train=True, download=True)
+    except Exception as exc:  # network errors come in many types
+        raise DataError(
+            _cifar_missing_message(cache_dir / CIFAR_FOLDER, cache_dir) + f" (download failed: {_first_line(exc)})"
+        ) from None
+    return cache_dir / CIFAR_FOLDER
+
+
+def load_cifar10(
+    data_dir: Path | None, cache_dir: Path, download: bool = True, verify: bool = True
+) -> tuple[Dataset, Dataset, Path]:
+    """CIFAR-10's 50,000 train and 10,000 test images as uint8 (N, 3, 32, 32), md5-checked unless told not to."""
+    verify = md5_check_enabled(verify)
+    folder = _find_cifar_folder(data_dir, cache_dir, download, verify)
+    train_files, test_files, _ = _cifar_checksums()
+    splits = []
+    for files in (train_files, test_files):
+        parts = []
+        for name, md5 in files:
+            path = folder / name
+            if not path.is_file():
+                raise DataError(
+                    f"cifar10: {path} is missing; {folder} must hold data_batch_1..5 and test_batch "
+                    f"(torchvision's {CIFAR_FOLDER} layout)"
+                )
+            if verify:
+                _check_md5(path, md5)
+            parts.append(read_cifar_batch(path))
+        splits.append(Dataset(torch.cat([p.images for p in parts]), torch.cat([p.labels for p in parts])))
+    if not verify:
+        log.warning("cifar10: md5 check of %s skipped (%s or verify=False)", folder, SKIP_MD5_ENV)
+    return splits[0], splits[1], folder
+
+
 def load_digits_dataset(size: int = 28, seed: int = 0) -> tuple[Dataset, Dataset]:
     """scikit-learn's 1,797 8x8 digits, upscaled to size x size (bilinear), split 80/20 deterministically."""
     from sklearn.datasets import load_digits
@@ -199,10 +380,20 @@ def load_data(
     max_train: int | None = None,
     max_test: int | None = None,
     seed: int = 0,
+    verify: bool = True,
 ) -> DataBundle:
-    """Load a data set by name; errors say how to provide missing data."""
+    """Load a data set by name; errors say how to provide missing data.
+
+    `verify=False` (or FIREFLOW_SKIP_MD5=1 in the environment) skips CIFAR-10's md5 checks.
+    """
     cache = Path(cache_dir) if cache_dir else default_cache_dir()
-    if name in _TORCHVISION:
+    if name == "cifar10":
+        data_path = Path(data_dir) if data_dir else None
+        if data_path is not None and not data_path.is_dir():
+            raise DataError(f"--data-dir {data_dir} is not a folder")
+        train, test, folder = load_cifar10(data_path, cache, download, verify)
+        source = f"CIFAR-10 python batches ({folder})"
+    elif name in _TORCHVISION:
         data_path = Path(data_dir) if data_dir else None
         if data_path is not None and not data_path.is_dir():
             raise DataError(f"--data-dir {data_dir} is not a folder")

@@ -47,6 +47,7 @@ def clean_qonnx(raw_path: Path, channels_last: bool):
     """Cleanup, channels-last conversion (incl. Concat), Gemm->MatMul. Returns a ModelWrapper."""
     from qonnx.core.modelwrapper import ModelWrapper
     from qonnx.transformation.channels_last import (
+        AbsorbChanFirstIntoMatMul,
         ConvertToChannelsLastAndClean,
         RemoveConsecutiveChanFirstAndChanLastTrafos,
     )
@@ -64,6 +65,9 @@ def clean_qonnx(raw_path: Path, channels_last: bool):
         model = model.transform(MoveTransposesPastConcat())
         model = model.transform(CancelInverseTransposes())
         model = model.transform(RemoveConsecutiveChanFirstAndChanLastTrafos())
+        # a Concat feeding the Flatten directly leaves Transpose -> Flatten -> MatMul: fold it into the
+        # MatMul's weights (hls4ml cannot convert the Transpose there)
+        model = model.transform(AbsorbChanFirstIntoMatMul())
         model = model.transform(InferShapes())
     model = model.transform(GemmToMatMul())
     model = cleanup_model(model)
@@ -123,6 +127,40 @@ def absorb_input_quant(model):
     return model
 
 
+def check_power_of_two_scales(wrapper) -> None:
+    """Every activation quantizer must have a power-of-two scale (else hls4ml's numbers drift or it fails).
+
+    A scale that is not a power of two comes from a quantizer whose calibration saw only zeros: a ReLU
+    that never fires (Brevitas then stores a tiny epsilon scale)."""
+    import math
+
+    for node in wrapper.graph.node:
+        if node.op_type != "Quant" or wrapper.get_initializer(node.input[0]) is not None:
+            continue
+        scale = wrapper.get_initializer(node.input[1])
+        if scale is None:
+            continue
+        for value in np.atleast_1d(np.asarray(scale, dtype=np.float64)).tolist():
+            exponent = math.log2(value) if value > 0 else float("nan")
+            if not (exponent == exponent and exponent == round(exponent) and -32 <= exponent <= 32):
+                where = _module_of(wrapper, node)
+                raise VerificationError(
+                    f"activation quantizer {where or node.name} has scale {value:.3g}, not a power of two: its "
+                    "layer output was all zeros during calibration (a dead ReLU); widen that layer (more "
+                    "channels), train longer, or check the data"
+                )
+
+
+def _module_of(wrapper, quant_node) -> str:
+    """The PyTorch module path recorded for a node (or its producer), e.g. 'features.fire1.squeeze_act'."""
+    from flows.csim import _torch_module
+
+    for node in (quant_node, wrapper.find_producer(quant_node.input[0])):
+        if node is not None and node.doc_string:
+            return _torch_module(node.doc_string)
+    return ""
+
+
 def export_model(model: nn.Module, in_shape: tuple[int, ...], out_path: Path):
     """Export, clean and save `out_path` (atomically). Returns the cleaned ModelWrapper."""
     _quiet_onnxruntime()
@@ -132,6 +170,7 @@ def export_model(model: nn.Module, in_shape: tuple[int, ...], out_path: Path):
         raw = Path(tmp) / "raw.onnx"
         export_brevitas(model, in_shape, raw)
         wrapper = clean_qonnx(raw, channels_last)
+        check_power_of_two_scales(wrapper)
         staged = Path(tmp) / out_path.name
         wrapper.save(str(staged))
         os.replace(staged, out_path)

@@ -48,7 +48,14 @@ class Build:
         if self._data is None:
             d = self.cfg.data
             self._data = load_data(
-                d.dataset, d.data_dir, d.cache_dir, d.download, d.max_train, d.max_test, seed=self.cfg.seed
+                d.dataset,
+                d.data_dir,
+                d.cache_dir,
+                d.download,
+                d.max_train,
+                d.max_test,
+                seed=self.cfg.seed,
+                verify=d.verify_md5,
             )
         return self._data
 
@@ -303,7 +310,7 @@ def _calibrate(model: torch.nn.Module, build: Build, batches: int = 8) -> None:
     """Initialise activation scales from real data before QAT (Brevitas collects runtime stats)."""
     model.train()
     data = build.data.train
-    for i in range(batches):
+    for i in range(min(batches, -(-len(data) // 128))):  # small data sets: as many batches as there are
         model(data.float_images(slice(i * 128, (i + 1) * 128)))
     model.eval()
 

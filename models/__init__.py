@@ -113,13 +113,42 @@ LENET5_RECIPE = {
     "quant.fc_weight_bits": 5,
 }
 
+# lenet5_fire is built for the PYNQ-Z2: channel pruning (-47% MACs), magnitude pruning of the convs
+# (40-50% kept: hls4ml's latency strategy drops zero weights from the multipliers), 4-bit weights
+# (k-means and QAT alike) and 6-bit activations, so every conv runs at reuse factor 1 and the stem
+# sets the pace (787 cycles/image). Measured on MNIST: 99.10% (QAT, C simulation bit-exact),
+# estimate 52.1k LUT, 127k images/s at 100 MHz. `--set quant.weight_bits=5 --set quant.act_bits=8`
+# is the 5/8-bit variant.
+FIRE_CONV_DENSITY = {
+    "features.stem": 0.5,
+    **{f"features.fire{i}.{part}": 0.4 for i in (1, 2) for part in ("squeeze", "expand1x1", "expand3x3")},
+}
+LENET5_FIRE_RECIPE = {
+    "train.epochs": 15,
+    "train.qat_epochs": 10,
+    "train.qat_lr": 0.001,
+    "structure.enabled": True,
+    "structure.ratio": 0.33,
+    "structure.epochs": 5,
+    "compress.enabled": True,
+    "compress.density": FIRE_CONV_DENSITY,
+    "compress.retrain_epochs": 3,
+    "compress.conv_bits": 4,
+    "compress.fc_bits": 4,
+    "compress.conv_index_bits": 4,
+    "compress.fc_index_bits": 4,
+    "quant.weight_bits": 4,
+    "quant.act_bits": 6,
+}
+
 MODELS: dict[str, ModelEntry] = {
     "lenet300_100": ModelEntry(_lenet300, "LeNet-300-100: 784-300-100-10 MLP (Deep Compression's)", LENET300_RECIPE),
     "lenet5": ModelEntry(_lenet5, "Caffe LeNet-5: conv 20@5x5, pool, conv 50@5x5, pool, fc 500, fc 10", LENET5_RECIPE),
     "lenet5_fire": ModelEntry(
         _lenet5_fire,
-        "LeNet-5 with Fire modules: conv 24@5x5, pool, Fire(12,24,24), pool, Fire(12,24,24), pool, fc 10",
-        {},
+        "LeNet-5 with Fire modules: conv 24@5x5, pool, Fire(12,24,24), pool, Fire(12,24,24), pool, fc 10; "
+        "PYNQ-Z2 recipe: channel- and magnitude-pruned, 4-bit weights, 6-bit activations",
+        LENET5_FIRE_RECIPE,
     ),
     "vgg19": ModelEntry(
         _vgg19,

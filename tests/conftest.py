@@ -25,6 +25,11 @@ SMALL = {
     "train.qat_lr": 0.001,
     "csim.samples": 120,
     "csim.tb_samples": 10,
+    # the spine tests use the plain networks; the model recipes' pruning and bit widths have their own tests
+    "structure.enabled": False,
+    "compress.enabled": False,
+    "quant.weight_bits": 5,
+    "quant.act_bits": 8,
 }
 
 

@@ -125,3 +125,53 @@ def test_real_fire_module_keeps_pytorch_names(fire_export):
     model = clean_qonnx(raw, channels_last=True)
     docs = {n.doc_string for n in model.graph.node if n.op_type == "Conv"}
     assert "/features/fire1/expand3x3/Conv" in docs
+
+
+def test_concat_straight_into_flatten_leaves_no_transpose():
+    """Regression: a last Fire stage without a pool puts Concat -> Flatten -> MatMul on a 6x6 map;
+    the Transpose left before the Flatten made hls4ml fail ('data_unquantized')."""
+    torch.manual_seed(0)
+    net = build_model("lenet5_fire", QuantSpec(), (1, 28, 28), 10, arch={"pool_after": ["stem", "fire1"]})
+    net.train()
+    with torch.no_grad():
+        for _ in range(3):
+            net(torch.rand(64, 1, 28, 28))
+    net.eval()
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as tmp:
+        raw = Path(tmp) / "raw.onnx"
+        export_brevitas(net, (1, 28, 28), raw)
+        model = clean_qonnx(raw, channels_last=True)
+    assert count_ops(model, "Transpose") == 0
+    x = quantize_inputs(net, torch.rand(3, 1, 28, 28))
+    with torch.no_grad():
+        ref = net(x).numpy()
+    np.testing.assert_array_equal(execute_qonnx(model, x.numpy().transpose(0, 2, 3, 1)), ref)
+
+
+def test_dead_relu_scale_is_a_clear_error():
+    """A quantizer calibrated on all-zero activations gets a tiny, non-power-of-two scale."""
+    from flows.errors import VerificationError
+    from flows.export import check_power_of_two_scales
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])
+    inits = [
+        helper.make_tensor(n, TensorProto.FLOAT, [], [v]) for n, v in (("scale", 1e-10), ("zp", 0.0), ("bits", 8.0))
+    ]
+    node = helper.make_node(
+        "Quant",
+        ["r", "scale", "zp", "bits"],
+        ["y"],
+        domain="qonnx.custom_op.general",
+        signed=0,
+        narrow=0,
+        rounding_mode="ROUND",
+        doc_string="/features/fire1/squeeze_act/act_quant/export_handler/Quant",
+    )
+    relu = helper.make_node("Relu", ["x"], ["r"])
+    model = ModelWrapper(qonnx_make_model(helper.make_graph([relu, node], "g", [x], [y], inits)))
+    with pytest.raises(VerificationError, match="features.fire1.squeeze_act.*dead ReLU"):
+        check_power_of_two_scales(model)
