@@ -80,7 +80,7 @@ def test_force_unknown_step(capsys, tmp_path):
     code, err = _run_main(
         capsys, "lenet5_fire", "--out", str(tmp_path / "b"), "--dataset", "digits", "--force", "training"
     )
-    assert code == 2 and "steps: train, qat" in err
+    assert code == 2 and "steps: train, structure, prune" in err
 
 
 def test_script_entry_point_runs_from_anywhere(tmp_path):
