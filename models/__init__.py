@@ -40,17 +40,22 @@ def _lenet5(quant: QuantSpec, in_shape, num_classes, arch: dict) -> nn.Module:
     return LeNet5(quant, in_shape, num_classes, **arch)
 
 
-def _fire_arch(arch: dict, **defaults):
-    from models.fire import FireNetSpec
-
-    merged = {**defaults, **arch}
-    for key in ("expand", "pool_after", "fires", "stem_fire"):
+def _spec_from_arch(cls, arch: dict, kind: str, tuple_keys: tuple[str, ...]):
+    """Build an architecture dataclass from JSON-style knobs (lists become tuples); unknown knobs raise."""
+    merged = dict(arch)
+    for key in tuple_keys:
         if isinstance(merged.get(key), list):
             merged[key] = tuple(tuple(v) if isinstance(v, list) else v for v in merged[key])
     try:
-        return FireNetSpec(**merged)
+        return cls(**merged)
     except TypeError as exc:
-        raise ValueError(f"unknown Fire architecture option: {exc}") from None
+        raise ValueError(f"unknown {kind} architecture option: {exc}") from None
+
+
+def _fire_arch(arch: dict):
+    from models.fire import FireNetSpec
+
+    return _spec_from_arch(FireNetSpec, arch, "Fire", ("expand", "pool_after", "fires", "stem_fire"))
 
 
 def _lenet5_fire(quant: QuantSpec, in_shape, num_classes, arch: dict) -> nn.Module:
@@ -60,14 +65,7 @@ def _lenet5_fire(quant: QuantSpec, in_shape, num_classes, arch: dict) -> nn.Modu
 
 
 def _vgg_spec(cls, arch: dict):
-    merged = dict(arch)
-    for key in ("channels", "pool_after", "classifier", "stem_channels", "fires"):
-        if isinstance(merged.get(key), list):
-            merged[key] = tuple(tuple(v) if isinstance(v, list) else v for v in merged[key])
-    try:
-        return cls(**merged)
-    except TypeError as exc:
-        raise ValueError(f"unknown VGG architecture option: {exc}") from None
+    return _spec_from_arch(cls, arch, "VGG", ("channels", "pool_after", "classifier", "stem_channels", "fires"))
 
 
 def _vgg19(quant: QuantSpec, in_shape, num_classes, arch: dict) -> nn.Module:
