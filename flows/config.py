@@ -117,6 +117,10 @@ class HLSConfig:
     pipeline_axi: bool = True  # pipeline the AXI wrapper's copy loops (VivadoAccelerator)
     fifo_depth: str = "rows"  # io_stream FIFOs: "rows" (2 padded rows + 16) or "full" (hls4ml: H*W)
     fit: bool = True  # choose reuse factors/strategies so the design fits the board (estimate)
+    # after fitting: "area" raises reuse factors of layers with slack while the II stays at the fastest
+    # fitting design's (or at hls.target_images_per_second); "latency" keeps the fastest fitting design
+    objective: str = "area"
+    target_images_per_second: float | None = None  # "area": the throughput to keep (None: the fastest fit's)
     require_fit: bool = True  # exit non-zero (after the report) when the design does not fit the board
     synth: bool = False  # run Vivado/Vitis HLS C synthesis (needs the tool on PATH)
     vsynth: bool = False  # and Vivado logic synthesis after it
@@ -291,6 +295,8 @@ def validate(cfg: BuildConfig) -> None:
     _choice("hls.io_type", cfg.hls.io_type, IO_TYPES)
     _choice("hls.strategy", cfg.hls.strategy, STRATEGIES)
     _choice("hls.fifo_depth", cfg.hls.fifo_depth, ("rows", "full"))
+    _choice("hls.objective", cfg.hls.objective, ("area", "latency"))
+    _positive("hls.target_images_per_second", cfg.hls.target_images_per_second)
     _positive("train.epochs", cfg.train.epochs, allow_zero=True)
     _positive("train.qat_epochs", cfg.train.qat_epochs, allow_zero=True)
     _positive("train.batch_size", cfg.train.batch_size)

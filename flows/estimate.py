@@ -1418,6 +1418,122 @@ def fit_to_budget(
     return FitResult(False, choices_of(best_specs), best_est, best_specs, eff_budget, text, steps)
 
 
+def _area(res: Mapping[str, float], budget: Mapping[str, float]) -> float:
+    """Size of a design in board fractions: sum of used/budget over the resources the board has."""
+    return sum(float(res.get(k, 0.0)) / float(budget[k]) for k in RESOURCE_KINDS if float(budget.get(k, 0.0)) > 0)
+
+
+def shrink_to_ii(
+    specs: Sequence[LayerSpec],
+    budget: Mapping[str, float],
+    clock_period_ns: float = 10.0,
+    *,
+    target_ii: int | None = None,
+    io_type: str | None = None,
+    backend: str = "VivadoAccelerator",
+    calib: Calibration = DEFAULT_CALIBRATION,
+    strategies: Sequence[str] = STRATEGIES,
+    pinned: Iterable[str] = (),
+    axi_pipelined: bool = False,
+    max_steps: int = 500,
+) -> FitResult:
+    """Area recovery: the smallest design whose II stays at most ``target_ii`` (FINN's folding to a target rate).
+
+    Starts from ``specs`` as configured (normally the output of `fit_to_budget`); ``target_ii`` defaults to
+    their II, so the throughput is kept and only layers with slack get slower. Greedy: each step takes the
+    (RF, strategy) move of one MAC layer that lowers the area most, where area is the sum of used/budget
+    over the board's resources; a move is kept only if the design's II stays at most ``target_ii`` and,
+    if the design fitted ``budget``, it still does. Latency may grow (a layer with slack finishes later).
+    Layers named in ``pinned`` (reuse factors the user set) are left alone. Returns a `FitResult` whose
+    ``fits`` says whether the
+    final design fits the budget.
+    """
+    if not specs:
+        raise ValueError("shrink_to_ii needs at least one layer")
+    io_type = io_type or specs[0].io_type
+    strategies = tuple(s.lower() for s in strategies)
+    specs = [replace(s, io_type=io_type, extra=dict(s.extra)) for s in specs]
+    pinned = set(pinned)
+    free = [i for i, s in enumerate(specs) if s.is_mac and s.name not in pinned]
+    mac_idx = [i for i, s in enumerate(specs) if s.is_mac]
+    eff_budget = {k: float(budget.get(k, 0.0)) for k in RESOURCE_KINDS}
+    cache: dict[tuple[int, int, str], LayerEstimate] = {}
+
+    def layer_est(i: int, rf: int, strat: str) -> LayerEstimate:
+        key = (i, rf, strat)
+        if key not in cache:
+            cache[key] = estimate_layer(specs[i].with_config(rf, strat), clock_period_ns, calib)
+        return cache[key]
+
+    def design(cur: Sequence[LayerSpec], lays: Sequence[LayerEstimate]) -> DesignEstimate:
+        return estimate_design(
+            cur,
+            clock_period_ns,
+            io_type,
+            backend=backend,
+            calib=calib,
+            layer_estimates=lays,
+            axi_pipelined=axi_pipelined,
+        )
+
+    cur = list(specs)
+    lays = [
+        layer_est(i, s.reuse_factor, s.strategy) if s.is_mac else estimate_layer(s, clock_period_ns, calib)
+        for i, s in enumerate(specs)
+    ]
+    est = design(cur, lays)
+    start_est = est
+    goal = int(target_ii) if target_ii else est.ii_cycles
+    cands = {i: [c for c in _candidate_configs(specs[i], strategies, calib)] for i in free}
+    rejected: set[tuple[int, int, str]] = set()
+    steps = 0
+    while steps < max_steps:
+        area = _area(est.resources, eff_budget)
+        moves = []
+        for i in free:
+            now = lays[i]
+            for rf, strat in cands[i]:
+                if (rf, strat) == (cur[i].reuse_factor, cur[i].strategy) or (i, rf, strat) in rejected:
+                    continue
+                nl = layer_est(i, rf, strat)
+                if nl.ii_cycles > goal:
+                    continue
+                gain = _area(now.resources, eff_budget) - _area(nl.resources, eff_budget)
+                if gain > 1e-9:
+                    moves.append((gain, i, rf, strat, nl))
+        if not moves:
+            break
+        moves.sort(key=lambda m: -m[0])
+        taken = False
+        for _gain, i, rf, strat, nl in moves:
+            trial = list(cur)
+            trial[i] = specs[i].with_config(rf, strat)
+            trial_lays = list(lays)
+            trial_lays[i] = nl
+            t_est = design(trial, trial_lays)
+            keeps_fit = t_est.fits(eff_budget) or not est.fits(eff_budget)
+            if t_est.ii_cycles <= goal and keeps_fit and _area(t_est.resources, eff_budget) < area:
+                cur, lays, est, taken = trial, trial_lays, t_est, True
+                break
+            rejected.add((i, rf, strat))
+        if not taken:
+            break
+        steps += 1
+
+    saved = {k: start_est.resources[k] - est.resources[k] for k in RESOURCE_KINDS}
+    text = (
+        f"Area recovery at II <= {goal} cycles ({steps} step(s)): "
+        + _utilization_text(est, eff_budget)
+        + f"; II {est.ii_cycles} cycles, latency {est.latency_cycles} cycles"
+        + (f" (saved LUT {saved['LUT']:.0f}, FF {saved['FF']:.0f}, DSP {saved['DSP']:.0f})" if steps else "")
+        + ". "
+        + _choices_text(cur, mac_idx)
+    )
+    log.info("shrink_to_ii: %s", text)
+    choices = {cur[i].name: LayerChoice(cur[i].name, cur[i].reuse_factor, cur[i].strategy) for i in mac_idx}
+    return FitResult(est.fits(eff_budget), choices, est, cur, eff_budget, text, steps)
+
+
 def _utilization_text(est: DesignEstimate, budget: Mapping[str, float]) -> str:
     util = est.utilization(budget)
     return ", ".join(

@@ -50,20 +50,96 @@ def estimate_model(hls_model, board, clock_period_ns: float, io_type: str, pipel
     return specs, est
 
 
-def fit_design(convert_fn, board, clock_period_ns: float, io_type: str, pipelined_axi: bool, search: bool):
+def _pinned_layers(specs, pinned_keys) -> set[str]:
+    """hls4ml layer names whose reuse factor the user set (config keys 'Conv_0' match 'Conv2D_Conv_0')."""
+    from flows.convert import HLS_PREFIXES
+
+    keys = set(pinned_keys)
+    out = set()
+    for spec in specs:
+        stripped = [spec.name[len(p) :] for p in HLS_PREFIXES if spec.name.startswith(p)]
+        if spec.name in keys or any(k in keys for k in stripped):
+            out.add(spec.name)
+    return out
+
+
+def _recover_area(outcome: FitOutcome, specs, board, clock_period_ns, pipelined_axi, target_ii, pinned) -> FitOutcome:
+    """Objective "area": raise reuse factors where a layer has slack, keeping the II (flows.estimate.shrink_to_ii)."""
+    from flows.estimate import shrink_to_ii
+
+    settings = outcome.layer_settings
+    if settings:  # the fit search changed the configuration: start from its choices
+        specs = [
+            s.with_config(settings[s.name]["ReuseFactor"], settings[s.name]["Strategy"].lower())
+            if s.name in settings
+            else s
+            for s in specs
+        ]
+    fastest_ii = outcome.estimate.ii_cycles
+    if target_ii is not None and target_ii < fastest_ii:
+        log.warning(
+            "the target rate needs an II of %d cycles, but the fastest design that fits %s has %d; keeping that",
+            target_ii,
+            board.name,
+            fastest_ii,
+        )
+        outcome.explanation += f"; the target II of {target_ii} cycles cannot be reached (fastest fit: {fastest_ii})"
+        return outcome
+    shrunk = shrink_to_ii(
+        specs,
+        board.resources,
+        clock_period_ns,
+        target_ii=target_ii or fastest_ii,
+        io_type=outcome.io_type,
+        backend=board.backend,
+        pinned=_pinned_layers(specs, pinned),
+        axi_pipelined=pipelined_axi,
+    )
+    if not shrunk.steps:
+        return outcome
+    log.info("area recovery on %s: %s", board.name, shrunk.explanation)
+    return FitOutcome(
+        outcome.io_type,
+        shrunk.hls_config()["LayerName"],
+        shrunk.estimate,
+        True,
+        f"{outcome.explanation} | {shrunk.explanation}",
+    )
+
+
+def fit_design(
+    convert_fn,
+    board,
+    clock_period_ns: float,
+    io_type: str,
+    pipelined_axi: bool,
+    search: bool,
+    *,
+    objective: str = "latency",
+    target_ii: int | None = None,
+    pinned: tuple[str, ...] | set[str] = (),
+):
     """`convert_fn(io_type, layer_settings) -> hls_model` (not written). Returns a FitOutcome.
 
     The configured io type is tried first, then the other one. When nothing fits, the outcome is the
     smallest design found for the configured io type, with `fits=False` and the search's explanation:
-    the build still writes and verifies that project and its report, then fails (DoesNotFitError)."""
+    the build still writes and verifies that project and its report, then fails (DoesNotFitError).
+    With ``objective="area"`` (and the search on) the fitting design then gets area recovery: reuse
+    factors rise where a layer has slack, keeping the II at ``target_ii`` (default: the fitting design's);
+    layers in ``pinned`` (config keys of user-set reuse factors) are left as configured."""
     from flows.estimate import fit_to_budget
+
+    def finish(outcome: FitOutcome, specs) -> FitOutcome:
+        if objective == "area" and search:
+            return _recover_area(outcome, specs, board, clock_period_ns, pipelined_axi, target_ii, pinned)
+        return outcome
 
     tried, smallest = [], None
     for io_kind in (io_type, "io_parallel" if io_type == "io_stream" else "io_stream"):
         hls_model = convert_fn(io_kind, {})
         specs, est = estimate_model(hls_model, board, clock_period_ns, io_kind, pipelined_axi)
         if est.fits(board.resources):
-            return FitOutcome(io_kind, {}, est, False, "fits with the configured reuse factors")
+            return finish(FitOutcome(io_kind, {}, est, False, "fits with the configured reuse factors"), specs)
         if not search:
             return FitOutcome(io_kind, {}, est, False, "does not fit; the fit search is off (hls.fit=false)", False)
         fit = fit_to_budget(
@@ -75,7 +151,7 @@ def fit_design(convert_fn, board, clock_period_ns: float, io_type: str, pipeline
             if io_kind != io_type:
                 log.warning("the design does not fit %s in %s; using %s", board.name, io_type, io_kind)
             log.info("fit to %s: %s", board.name, fit.explanation)
-            return FitOutcome(io_kind, settings, fit.estimate, True, fit.explanation)
+            return finish(FitOutcome(io_kind, settings, fit.estimate, True, fit.explanation), specs)
         if smallest is None:
             smallest = FitOutcome(io_kind, settings, fit.estimate, True, "", False)
     smallest.explanation = (

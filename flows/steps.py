@@ -360,7 +360,20 @@ def step_convert(build: Build) -> dict:
         hls = replace(cfg.hls, io_type=io_type)
         return convert(wrapper, build.out, hls, cfg.quant, board, write=False, layer_settings=layer_settings)[0]
 
-    outcome = fit_design(convert_fn, board, settings.clock_period_ns, cfg.hls.io_type, pipelined, cfg.hls.fit)
+    target_ii = None
+    if cfg.hls.target_images_per_second:
+        target_ii = max(1, int(1e9 / (cfg.hls.target_images_per_second * settings.clock_period_ns)))
+    outcome = fit_design(
+        convert_fn,
+        board,
+        settings.clock_period_ns,
+        cfg.hls.io_type,
+        pipelined,
+        cfg.hls.fit,
+        objective=cfg.hls.objective,
+        target_ii=target_ii,
+        pinned=tuple(cfg.hls.layer_reuse),
+    )
     hls = replace(cfg.hls, io_type=outcome.io_type)
     hls_model, _ = convert(wrapper, build.out, hls, cfg.quant, board, layer_settings=outcome.layer_settings)
     _, est = estimate_model(hls_model, board, settings.clock_period_ns, outcome.io_type, pipelined)

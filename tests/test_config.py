@@ -35,6 +35,8 @@ def test_defaults_are_the_documented_ones():
         ({"model": "m", "data": {"dataset": "imagenet"}}, "data.dataset"),
         ({"model": "m", "hls": {"project_name": "my-project"}}, "C identifier"),
         ({"model": "m", "hls": {"layer_precision": {"Relu_0": "float"}}}, "layer_precision"),
+        ({"model": "m", "hls": {"objective": "speed"}}, "hls.objective"),
+        ({"model": "m", "hls": {"target_images_per_second": -5}}, "hls.target_images_per_second"),
     ],
 )
 def test_invalid_values_name_the_field(data, needle):

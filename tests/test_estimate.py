@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -28,6 +29,7 @@ from flows.estimate import (
     fit_to_budget,
     kernel_depth,
     multiplier_count,
+    shrink_to_ii,
     valid_reuse_factors,
 )
 
@@ -459,6 +461,56 @@ def test_fit_lenet5_classifier_is_quick_and_uses_resource_strategy():
     assert result.choices["fc1"].strategy == "resource"
     assert result.choices["fc1"].reuse_factor in valid_reuse_factors(400, 120)
     assert result.estimate.layer("fc1").resources["BRAM36"] > 0
+
+
+def stream_design_with_slack() -> list[LayerSpec]:
+    """A 32x32 conv sets the II (~1000 cycles); the classifier after it has slack. Backend "Vivado": no AXI wrapper."""
+    io = "io_stream"
+    flat = 30 * 30 * 2
+    return [
+        LayerSpec("in", "input", (32, 32, 1), (32, 32, 1), result_bits=8, io_type=io),
+        conv2d(32, 32, 1, 2, bits=8, wbits=4),
+        LayerSpec("flat", "reshape", (30, 30, 2), (flat,), input_bits=8, result_bits=8, io_type=io),
+        replace(
+            dense(flat, 10, bits=8, wbits=4, io_type=io, name="fc", rf=18, strategy="resource"), extra={"in_pack": 2}
+        ),
+    ]
+
+
+def test_shrink_keeps_the_ii_and_recovers_area():
+    specs = stream_design_with_slack()
+    before = estimate_design(specs, 10.0, backend="Vivado")
+    result = shrink_to_ii(specs, PYNQ_Z2, 10.0, backend="Vivado")
+    after = result.estimate
+    assert result.steps >= 1 and result.fits
+    assert after.ii_cycles <= before.ii_cycles  # throughput kept
+    assert after.resources["LUT"] < 0.5 * before.resources["LUT"]  # the classifier was most of the LUTs
+    assert after.fits(PYNQ_Z2) and not before.fits(PYNQ_Z2)
+    fc = result.choices["fc"]
+    assert fc.reuse_factor > 1 and fc.reuse_factor in valid_reuse_factors(30 * 30 * 2, 10)
+    assert result.choices["conv"].reuse_factor == 1  # the conv sets the II: no slack to give away
+    assert "Area recovery" in result.explanation and "saved LUT" in result.explanation
+
+
+def test_shrink_to_a_lower_rate_saves_more_and_respects_pinned_layers():
+    specs = stream_design_with_slack()
+    keep = shrink_to_ii(specs, PYNQ_Z2, 10.0, backend="Vivado")
+    slower = shrink_to_ii(specs, PYNQ_Z2, 10.0, backend="Vivado", target_ii=8 * keep.estimate.ii_cycles)
+    assert slower.estimate.ii_cycles <= 8 * keep.estimate.ii_cycles
+    assert slower.estimate.resources["LUT"] < keep.estimate.resources["LUT"]
+    assert slower.choices["fc"].reuse_factor > keep.choices["fc"].reuse_factor
+    pinned = shrink_to_ii(specs, PYNQ_Z2, 10.0, backend="Vivado", target_ii=8 * keep.estimate.ii_cycles, pinned={"fc"})
+    assert (pinned.choices["fc"].reuse_factor, pinned.choices["fc"].strategy) == (18, "resource")
+
+
+def test_shrink_without_slack_changes_nothing():
+    specs = [
+        LayerSpec("in", "input", (32, 32, 1), (32, 32, 1), result_bits=8, io_type="io_stream"),
+        conv2d(32, 32, 1, 8),
+    ]
+    result = shrink_to_ii(specs, PYNQ_Z2, 10.0, backend="Vivado")
+    assert result.steps == 0 and result.choices["conv"].reuse_factor == 1
+    assert result.estimate.resources == estimate_design(specs, 10.0, backend="Vivado").resources
 
 
 # ------------------------------------------------------------------------------------------

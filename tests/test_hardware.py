@@ -92,6 +92,43 @@ def test_fit_design_returns_the_smallest_design_with_the_explanation(monkeypatch
     assert "(io_stream)" in outcome.explanation and "(io_parallel)" in outcome.explanation
 
 
+def _slack_design(monkeypatch):
+    """A stream design whose classifier has slack (the conv sets the II), seen through fit_design."""
+    import flows.hardware as hw
+    from flows.estimate import estimate_design
+    from tests.test_estimate import stream_design_with_slack
+
+    specs = stream_design_with_slack()
+    monkeypatch.setattr(
+        hw, "estimate_model", lambda hls_model, board, clk, io, pipe: (specs, estimate_design(specs, clk, io))
+    )
+    return specs
+
+
+def test_fit_design_area_objective_raises_reuse_where_there_is_slack(monkeypatch):
+    _slack_design(monkeypatch)
+    board = load_board("pynq-z2")
+    fast = fit_design(lambda io, s: object(), board, 10.0, "io_stream", False, True, objective="latency")
+    small = fit_design(lambda io, s: object(), board, 10.0, "io_stream", False, True, objective="area")
+    assert fast.fits and small.fits
+    assert small.estimate.ii_cycles <= fast.estimate.ii_cycles
+    assert small.estimate.resources["LUT"] < 0.5 * fast.estimate.resources["LUT"]
+    assert small.layer_settings["fc"]["ReuseFactor"] > 18 and small.layer_settings["conv"]["ReuseFactor"] == 1
+    assert "Area recovery" in small.explanation
+    pinned = fit_design(lambda io, s: object(), board, 10.0, "io_stream", False, True, objective="area", pinned=("fc",))
+    assert pinned.layer_settings["fc"] == fast.layer_settings["fc"]  # the fit's choice; area recovery left it
+    off = fit_design(lambda io, s: object(), board, 10.0, "io_stream", False, False, objective="area")
+    assert off.layer_settings == {}  # hls.fit=false: the configuration is kept as it is
+
+
+def test_fit_design_unreachable_target_keeps_the_fastest_fit(monkeypatch, caplog):
+    _slack_design(monkeypatch)
+    board = load_board("pynq-z2")
+    outcome = fit_design(lambda io, s: object(), board, 10.0, "io_stream", False, True, objective="area", target_ii=10)
+    assert outcome.fits and "cannot be reached" in outcome.explanation
+    assert "target rate needs an II of 10 cycles" in caplog.text
+
+
 def test_design_that_cannot_fit_fails_after_a_complete_report(tmp_path):
     out = tmp_path / "huge"
     overrides = {
