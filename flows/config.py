@@ -297,6 +297,11 @@ def validate(cfg: BuildConfig) -> None:
     _choice("hls.fifo_depth", cfg.hls.fifo_depth, ("rows", "full"))
     _choice("hls.objective", cfg.hls.objective, ("area", "latency"))
     _positive("hls.target_images_per_second", cfg.hls.target_images_per_second)
+    if cfg.hls.target_images_per_second and (cfg.hls.objective != "area" or not cfg.hls.fit):
+        raise UsageError(
+            "config hls.target_images_per_second is used by the area recovery only: "
+            "set hls.objective=area and hls.fit=true, or drop the target"
+        )
     _positive("train.epochs", cfg.train.epochs, allow_zero=True)
     _positive("train.qat_epochs", cfg.train.qat_epochs, allow_zero=True)
     _positive("train.batch_size", cfg.train.batch_size)

@@ -37,6 +37,7 @@ def test_defaults_are_the_documented_ones():
         ({"model": "m", "hls": {"layer_precision": {"Relu_0": "float"}}}, "layer_precision"),
         ({"model": "m", "hls": {"objective": "speed"}}, "hls.objective"),
         ({"model": "m", "hls": {"target_images_per_second": -5}}, "hls.target_images_per_second"),
+        ({"model": "m", "hls": {"target_images_per_second": 1e5, "objective": "latency"}}, "hls.objective=area"),
     ],
 )
 def test_invalid_values_name_the_field(data, needle):

@@ -129,6 +129,19 @@ def test_fit_design_unreachable_target_keeps_the_fastest_fit(monkeypatch, caplog
     assert "target rate needs an II of 10 cycles" in caplog.text
 
 
+def test_target_rate_trades_throughput_for_area_and_stays_bit_exact(fire_stream_build, tmp_path):
+    src, report = fire_stream_build
+    fast_ii = report["latency"]["ii"]
+    target = report["latency"]["images_per_second"] / 4  # a quarter of the rate the board allows
+    out = copy_build(src, tmp_path / "slow")
+    slow = run_build("lenet5_fire", "pynq-z2", {**SMALL, "out_dir": str(out), "hls.target_images_per_second": target})
+    assert fast_ii < slow["latency"]["ii"] <= 4 * fast_ii + 1
+    assert slow["latency"]["images_per_second"] >= target * 0.999
+    assert slow["resources"]["LUT"] < report["resources"]["LUT"]
+    assert "Area recovery at II <=" in slow["resources"]["fit"]["explanation"]
+    assert slow["csim"]["bit_exact_fraction"] == 1.0  # the new reuse factors keep the numbers
+
+
 def test_design_that_cannot_fit_fails_after_a_complete_report(tmp_path):
     out = tmp_path / "huge"
     overrides = {
