@@ -115,6 +115,7 @@ class HLSConfig:
     layer_precision: dict[str, str] = field(default_factory=dict)  # "layer" or "layer/accum" -> "fixed<8,2>"
     exact_accumulators: bool = True  # narrowest overflow-free accumulator types (flows/precision.py)
     pipeline_axi: bool = True  # pipeline the AXI wrapper's copy loops (VivadoAccelerator)
+    fuse_relu: bool = True  # quantized ReLUs become the output cast of the conv/dense before them
     fifo_depth: str = "rows"  # io_stream FIFOs: "rows" (2 padded rows + 16) or "full" (hls4ml: H*W)
     fit: bool = True  # choose reuse factors/strategies so the design fits the board (estimate)
     # after fitting: "area" raises reuse factors of layers with slack while the II stays at the fastest

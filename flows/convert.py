@@ -158,6 +158,7 @@ def convert(
     (what the fit-to-board search chose). With `hls.exact_accumulators`, a first conversion measures
     the worst-case accumulator ranges (flows/precision.py) and the second uses those exact types.
     """
+    from flows.hls_passes import fuse_relu_into_mac
     from flows.precision import exact_layer_types
 
     settings = resolve_settings(hls, board)
@@ -204,6 +205,8 @@ def convert(
         if narrowed:
             log.info("exact accumulator types: %s", ", ".join(narrowed))
     hls_model = _to_hls(wrapper, kwargs)
+    if hls.fuse_relu:
+        fuse_relu_into_mac(hls_model)
     if settings.io_type == "io_stream" and hls.fifo_depth == "rows":
         set_fifo_depths(hls_model)
     if not write:
@@ -332,6 +335,8 @@ def layer_table(hls_model) -> list[dict]:
                 "types": types,
             }
         )
+        if layer.get_attr("fused_activation"):
+            rows[-1]["fused_activation"] = layer.get_attr("fused_activation")
     return rows
 
 

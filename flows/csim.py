@@ -179,7 +179,8 @@ def diagnose(wrapper, hls_model, x_hw: np.ndarray, debug_dir: Path) -> LayerDive
         if layer.name not in trace:
             continue
         match = None
-        for candidate in _candidate_node_names(layer.name):
+        fused = layer.get_attr("fused_activation")  # flows/hls_passes.py: its output is the ReLU's
+        for candidate in ([fused] if fused else []) + _candidate_node_names(layer.name):
             match = _onnx_output_for(wrapper, candidate)
             if match:
                 break
@@ -195,7 +196,7 @@ def diagnose(wrapper, hls_model, x_hw: np.ndarray, debug_dir: Path) -> LayerDive
         if (diff > 0).any():
             return LayerDivergence(
                 layer.name,
-                layer.class_name,
+                layer.class_name + (f" with {fused} fused into it" if fused else ""),
                 node_name,
                 tensor,
                 module,

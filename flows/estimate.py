@@ -686,6 +686,9 @@ def _estimate_mac(spec: LayerSpec, clock_period_ns: float, calib: Calibration, e
     if shared_mults and mult_stages:
         est.add("multipliers", FF=shared_mults * (a + w) * calib.ff_per_mult_bit * mult_stages)
     est.add("control", LUT=calib.lut_layer_base, FF=calib.ff_layer_base)
+    if spec.extra.get("fused_activation"):
+        # the fused ReLU's round-and-saturate cast, costed like a narrowing activation, per output lane
+        est.add("output_cast", LUT=spec.n_out * calib.lut_act_narrow_per_elem)
 
     if spec.io_type == "io_parallel":
         if spec.kind != "dense":
@@ -1134,6 +1137,8 @@ def _describe_layer(layer: object, io_type: str) -> LayerSpec:
         "extra": extra,
     }
     if kind in MAC_KINDS:
+        if attr("fused_activation"):  # flows/hls_passes.py: a ReLU became this layer's output cast
+            extra["fused_activation"] = str(attr("fused_activation"))
         weight = layer.get_weights("weight")
         n_weights = int(weight.data.size)
         nzeros = int(getattr(weight, "nzeros", 0) or 0)
