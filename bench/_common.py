@@ -28,6 +28,31 @@ def base_parser(description: str) -> argparse.ArgumentParser:
     return p
 
 
+# --quick: digits and a few epochs, enough to exercise a bench script end to end (never a claim)
+QUICK = {
+    "data.dataset": "digits",
+    "train.epochs": 4,
+    "train.qat_epochs": 1,
+    "train.lr": 0.005,
+    "structure.epochs": 1,
+    "compress.iterations": 1,
+    "compress.retrain_epochs": 1,
+    "compress.share_epochs": 1,
+}
+
+
+def build_overrides(args, **extra) -> dict:
+    """Config overrides every bench build shares: --quick's recipe or --data-dir, and `extra`."""
+    overrides = dict(extra)
+    if getattr(args, "quick", False):
+        overrides.update(QUICK)
+    elif getattr(args, "data_dir", None):
+        overrides["data.data_dir"] = args.data_dir
+    if getattr(args, "csim_samples", None):
+        overrides["csim.samples"] = args.csim_samples
+    return overrides
+
+
 def write_results(name: str, data: dict, markdown: str) -> tuple[Path, Path]:
     RESULTS.mkdir(parents=True, exist_ok=True)
     data = {"generated": datetime.now(timezone.utc).isoformat(timespec="seconds"), **data}

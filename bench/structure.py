@@ -15,30 +15,13 @@ import logging
 import shutil
 from pathlib import Path
 
-from _common import base_parser, table, write_results
-
-QUICK = {
-    "data.dataset": "digits",
-    "train.epochs": 4,
-    "train.qat_epochs": 1,
-    "train.lr": 0.005,
-    "structure.epochs": 1,
-    "compress.iterations": 1,
-    "compress.retrain_epochs": 1,
-    "compress.share_epochs": 1,
-}
+from _common import base_parser, build_overrides, table, write_results
 
 
 def build_pair(model: str, args) -> dict:
     from flows.build import run_build
 
-    common = {"hls.require_fit": False}
-    if args.quick:
-        common.update(QUICK)
-    elif args.data_dir:
-        common["data.data_dir"] = args.data_dir
-    if args.csim_samples:
-        common["csim.samples"] = args.csim_samples
+    common = build_overrides(args, **{"hls.require_fit": False})
     base_dir = Path(args.out) / f"structure-{model}-base"
     pruned_dir = Path(args.out) / f"structure-{model}-pruned"
     base = run_build(model, "pynq-z2", {**common, "out_dir": str(base_dir), "structure.enabled": False})
