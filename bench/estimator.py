@@ -1109,9 +1109,11 @@ def markdown(result: dict, calibs: Calibrations) -> str:
 
 
 KNOWN_MISSES: list[str] = [
-    "FF (Vivado HLS median |err| ~40 %, Vitis far worse): pipeline registers depend on the tool version and "
+    "FF (Vivado HLS median |err| ~33 %, Vitis far worse): pipeline registers depend on the tool version and "
     "the clock more than a per-bit constant can follow; Vitis 2022.2 (run 04) uses ~6 FF per product at 5 ns, "
-    "Vitis 2021.1/2025.1 (runs 12-14) ~100. FFs rarely bind on 7-series (at most 50 % of an xc7z020 here).",
+    "Vitis 2021.1/2025.1 (runs 12-14) ~100. Counting only the partial sums each pipeline cut holds "
+    "(`_tree_registers`, instead of one adder-tree copy per stage) took Vivado HLS from 43 % to 33 % median "
+    "and its worst run from +188 % to 59 %. FFs rarely bind on 7-series (at most 50 % of an xc7z020 here).",
     "Vitis 2021.1 ignores hls4ml's `ALLOCATION ... mul limit` at RF 2 (runs 13/14 DSP_reuse2 keep the RF 1 "
     "DSP count: -41..-43 %); at RF 100 it uses ceil(nonzero/II) DSPs for the II it reaches (-50 %).",
     "Latency strategy with RF > 1 in io_parallel (runs 09, 13/14 reuse100): HLS does not keep II = RF; "
@@ -1138,7 +1140,7 @@ KNOWN_MISSES: list[str] = [
 # "layers/<tool>" subsets are the per-layer comparisons with the module reports.
 CLAIMS: dict[tuple[str, str], tuple[float, float]] = {
     ("vivado_hls", "LUT"): (0.20, 0.70),
-    ("vivado_hls", "FF"): (0.50, 0.10),
+    ("vivado_hls", "FF"): (0.35, 0.30),
     ("vivado_hls", "DSP"): (0.05, 0.60),
     ("vivado_hls", "BRAM36"): (0.05, 0.85),
     ("vivado_hls", "latency"): (0.15, 0.70),

@@ -15,6 +15,7 @@ with FINN's post-synthesis LUTs favours FINN. Writes bench/results/hardware.{jso
 
     python bench/hardware.py                       # full MNIST from ../shared/data, whole test set in csim
     python bench/hardware.py --quick               # digits, few epochs: checks the script only
+    python bench/hardware.py --force convert       # same trainings, new hardware mapping (after a code change)
 """
 
 from __future__ import annotations
@@ -55,10 +56,14 @@ def run_pair(args) -> dict:
         common[".".join(path)] = value
     out = Path(args.out)
     fast_dir, small_dir = out / "hardware-latency", out / "hardware-area"
-    fast = run_build(args.model, "pynq-z2", {**common, "out_dir": str(fast_dir), "hls.objective": "latency"})
+    fast = run_build(
+        args.model, "pynq-z2", {**common, "out_dir": str(fast_dir), "hls.objective": "latency"}, force=args.force
+    )
     if not small_dir.exists():  # same training: copy everything but the HLS project
         shutil.copytree(fast_dir, small_dir, ignore=shutil.ignore_patterns("hls4ml_prj", ".*staging*"))
-    small = run_build(args.model, "pynq-z2", {**common, "out_dir": str(small_dir), "hls.objective": "area"})
+    small = run_build(
+        args.model, "pynq-z2", {**common, "out_dir": str(small_dir), "hls.objective": "area"}, force=args.force
+    )
     return {"latency": fast, "area": small}
 
 
@@ -87,6 +92,7 @@ def main() -> None:
     p.add_argument("--model", default="lenet5_fire")
     p.add_argument("--csim-samples", type=int, default=None, help="default: the whole test set")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="config override for both builds")
+    p.add_argument("--force", metavar="STEP", help="rerun STEP and the steps after it (e.g. convert)")
     args = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     from flows.build import quiet_libraries

@@ -32,7 +32,8 @@ weight widths, ``acc = min(accum_bits, a + w + ceil(log2(nonzeros per output)))`
     accumulator is selected at run time: ``lut_accmux_per_bit * n_out * acc * ceil(log2(RF/n_in + 1))``.
   - DSPs per product: tiles of the 25x18 DSP48E1, ``ceil(max(a,w)/25) * ceil(min(a,w)/18)``.
   - Adders: ``lut_per_adder_bit * adders * acc`` LUTs (x ``1 + lut_sat_factor`` for AP_SAT accumulators);
-    ``ff_per_adder_bit * adders * acc * (depth - 1)`` FFs; shared multipliers add
+    ``ff_per_adder_bit * adders * acc * tree_registers`` FFs, where ``tree_registers`` counts the partial
+    sums the ``depth - 1`` pipeline cuts hold (`_tree_registers`); shared multipliers add
     ``ff_per_mult_bit * (a + w) * floor(t_mult_ns / T_eff)`` FFs each.
 
 * **Memories** (``BRAM36 = BRAM_18K / 2``): a resource-strategy weight ROM has depth RF and width
@@ -190,28 +191,28 @@ class Calibration:
 # Fitted by `python bench/estimator.py --fit` on the "train" runs of each tool (see bench/results/estimator.md).
 VIVADO_HLS_CALIBRATION = Calibration(
     const_dsp_fraction=0.75,
-    lut_per_constmult_bit2=0.2393,
-    lut_per_dsp_mult=4.477,
-    lut_mux_per_bit=0.5355,
-    lut_res_per_mult_bit=3.583,
-    ff_res_per_mult_bit=1.104,
-    lut_accmux_per_bit=1.615,
-    lut_sat_factor=2.018,
-    lut_layer_base=137.9,
-    lut_elem_per_bit=2.076,
-    lut_act_narrow_per_elem=52.67,
-    lut_softmax_per_elem=92.17,
-    lut_fifo_bram=52.74,
-    lut_fifo_srl=18.22,
-    ff_per_adder_bit=0.2833,
-    ff_per_mult_bit=1.049,
-    ff_layer_base=83.79,
-    ff_elem_per_bit=1.59,
-    ff_softmax_per_elem=78.39,
-    axi_lut_base=2517.0,
-    axi_lut_parallel_extra=3300.0,
-    axi_ff_base=1202.0,
-    axi_ff_parallel_extra=0.3588,
+    lut_per_constmult_bit2=0.2339,
+    lut_per_dsp_mult=4.41,
+    lut_mux_per_bit=0.5654,
+    lut_res_per_mult_bit=3.706,
+    ff_res_per_mult_bit=1.214,
+    lut_accmux_per_bit=1.68,
+    lut_sat_factor=2.056,
+    lut_layer_base=144.6,
+    lut_elem_per_bit=2.136,
+    lut_act_narrow_per_elem=53.98,
+    lut_softmax_per_elem=96.71,
+    lut_fifo_bram=54.12,
+    lut_fifo_srl=19.32,
+    ff_per_adder_bit=0.643,
+    ff_per_mult_bit=1.372,
+    ff_layer_base=141.6,
+    ff_elem_per_bit=2.001,
+    ff_softmax_per_elem=122.3,
+    axi_lut_base=2581.0,
+    axi_lut_parallel_extra=3390.0,
+    axi_ff_base=1397.0,
+    axi_ff_parallel_extra=214.9,
     t_mult_ns=5.0,
     t_add_ns=1.0,
     parallel_layer_cycles=0,
@@ -222,20 +223,20 @@ VITIS_HLS_CALIBRATION = Calibration(
     fifo_bits_per_bram18=36,
     const_dsp_fraction=0.75,
     lut_per_constmult_bit2=0.02,
-    lut_per_dsp_mult=14.37,
-    lut_mux_per_bit=1.74,
+    lut_per_dsp_mult=15.04,
+    lut_mux_per_bit=1.793,
     lut_res_per_mult_bit=6.873,
     ff_res_per_mult_bit=4.51,
     lut_accmux_per_bit=2.737,
     lut_sat_factor=3.228,
-    lut_layer_base=56.65,
+    lut_layer_base=56.17,
     lut_elem_per_bit=5.0,
     lut_act_narrow_per_elem=120.0,
-    lut_softmax_per_elem=66.27,
+    lut_softmax_per_elem=19.79,
     lut_fifo_bram=32.35,
     lut_fifo_srl=10.0,
-    ff_per_adder_bit=1.366,
-    ff_per_mult_bit=0.6165,
+    ff_per_adder_bit=2.99,
+    ff_per_mult_bit=2.877,
     ff_layer_base=400.0,
     ff_elem_per_bit=0.5,
     ff_softmax_per_elem=300.0,
@@ -594,6 +595,19 @@ def _acc_bits(spec: LayerSpec) -> int:
     return max(1, min(spec.accum_bits, spec.input_bits + spec.weight_bits + _clog2(per_out)))
 
 
+def _tree_registers(spec: LayerSpec, stages: int) -> float:
+    """Register copies of the adder tree, per adder, when its ``stages`` pipeline cuts are spread evenly.
+
+    A cut after ``k`` of ``L`` tree levels holds ``2^-k`` of the partial sums, so the cuts of an
+    ``L``-level tree in ``S + 1`` equal slices hold ``sum_{k=1..S} 2^(-k L / (S + 1))`` adders' worth of
+    bits: well below one copy per stage (the linear rule over-counted fast clocks by 2-3x).
+    """
+    if stages <= 0:
+        return 0.0
+    levels = _clog2(max(1.0, spec.n_nonzero / max(1, spec.n_out)) + 1)
+    return sum(2.0 ** (-k * levels / (stages + 1)) for k in range(1, stages + 1))
+
+
 def _elem_latency(clock_period_ns: float, calib: Calibration) -> int:
     return int(calib.t_elem_ns // _effective_period(clock_period_ns, calib))
 
@@ -679,7 +693,7 @@ def _estimate_mac(spec: LayerSpec, clock_period_ns: float, calib: Calibration, e
 
     stages = max(0, depth - 1)
     add_lut = n_adders * acc * calib.lut_per_adder_bit * (1.0 + (calib.lut_sat_factor if spec.accum_saturate else 0.0))
-    est.add("adders", LUT=add_lut, FF=n_adders * acc * calib.ff_per_adder_bit * stages)
+    est.add("adders", LUT=add_lut, FF=n_adders * acc * calib.ff_per_adder_bit * _tree_registers(spec, stages))
     mult_stages = int(calib.t_mult_ns // _effective_period(clock_period_ns, calib))
     # pipelined multipliers shared over the reuse loop (resource strategy, or latency with RF > 1)
     shared_mults = n_mult if (spec.strategy == "resource" or (rf > 1 and cls != "const")) else 0

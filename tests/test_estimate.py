@@ -448,7 +448,7 @@ def test_fit_lenet5_classifier_is_quick_and_uses_resource_strategy():
                     "activation",
                     (n_out,),
                     (n_out,),
-                    input_bits=24,
+                    input_bits=16,
                     result_bits=8,
                     activation="relu",
                     io_type=io,
