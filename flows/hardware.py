@@ -2,7 +2,9 @@
 
 - `fit_design`: estimate the converted design (flows/estimate.py); if it does not fit the board's
   budget, search reuse factors and strategies per layer (and then the other io type) for the least
-  latency that fits, or fail with the search's explanation.
+  latency that fits, or fail with the search's explanation. With `hls.objective=area` the fitting
+  design then gets area recovery (`flows.estimate.shrink_to_ii`): reuse factors rise wherever a layer
+  has slack, keeping the II (or the one `hls.target_images_per_second` asks for).
 - `find_hls_tool` / `run_synthesis`: Vivado HLS (`vivado_hls`) for the Vivado and VivadoAccelerator
   backends, Vitis HLS (`vitis-run`) for Vitis; reports are read with flows/hls_reports.py.
 - `resources_section` / `latency_section`: report.json's `resources` and `latency`, each with one
