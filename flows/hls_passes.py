@@ -56,9 +56,13 @@ def fuse_relu_into_mac(hls_model) -> list[tuple[str, str]]:
         consumers = [n for n in hls_model.graph.values() if mac.outputs[0] in n.inputs]
         if consumers != [layer] or mac.outputs[0] in hls_model.outputs:
             continue
-        mac.get_output_variable().type.precision = layer.get_output_variable().type.precision
+        relu_var, mac_var = layer.get_output_variable(), mac.get_output_variable()
+        mac_var.type.precision = relu_var.type.precision
         mac.set_attr(FUSED_ATTR, layer.name)
         hls_model.remove_node(layer)
+        for var in hls_model.output_vars.values():  # in-place aliases (io_stream Flatten) of the ReLU's stream
+            if getattr(var, "input_var", None) is relu_var:
+                var.input_var, var.type = mac_var, mac_var.type
         fused.append((mac.name, layer.name))
     if fused:
         hls_model.apply_flow(_templates_flow(hls_model))
