@@ -1297,6 +1297,36 @@ def _candidate_configs(spec: LayerSpec, strategies: Iterable[str], calib: Calibr
     return out
 
 
+@dataclass
+class _Evaluator:
+    """Cached layer estimates per (layer index, RF, strategy) and whole-design estimates, for the searches."""
+
+    specs: Sequence[LayerSpec]
+    clock_period_ns: float
+    io_type: str
+    backend: str
+    calib: Calibration
+    axi_pipelined: bool
+    cache: dict = field(default_factory=dict)
+
+    def layer(self, i: int, rf: int, strat: str) -> LayerEstimate:
+        key = (i, rf, strat)
+        if key not in self.cache:
+            self.cache[key] = estimate_layer(self.specs[i].with_config(rf, strat), self.clock_period_ns, self.calib)
+        return self.cache[key]
+
+    def design(self, cur: Sequence[LayerSpec], lays: Sequence[LayerEstimate]) -> DesignEstimate:
+        return estimate_design(
+            cur,
+            self.clock_period_ns,
+            self.io_type,
+            backend=self.backend,
+            calib=self.calib,
+            layer_estimates=lays,
+            axi_pipelined=self.axi_pipelined,
+        )
+
+
 def fit_to_budget(
     specs: Sequence[LayerSpec],
     budget: Mapping[str, float],
@@ -1341,16 +1371,9 @@ def fit_to_budget(
     def choices_of(cur: Sequence[LayerSpec]) -> dict[str, LayerChoice]:
         return {cur[i].name: LayerChoice(cur[i].name, cur[i].reuse_factor, cur[i].strategy) for i in mac_idx}
 
-    def design(cur: Sequence[LayerSpec], lays: Sequence[LayerEstimate]) -> DesignEstimate:
-        return estimate_design(
-            cur,
-            clock_period_ns,
-            io_type,
-            backend=backend,
-            calib=calib,
-            layer_estimates=lays,
-            axi_pipelined=axi_pipelined,
-        )
+    ev = _Evaluator(specs, clock_period_ns, io_type, backend, calib, axi_pipelined)
+    design = ev.design
+    layer_est = ev.layer
 
     given_layers = [estimate_layer(s, clock_period_ns, calib) for s in specs]
     given = design(specs, given_layers)
@@ -1369,14 +1392,6 @@ def fit_to_budget(
     for i in mac_idx:
         if not cands[i]:
             raise ValueError(f"layer {specs[i].name}: no strategy in {list(strategies)} is possible")
-    cache: dict[tuple[int, int, str], LayerEstimate] = {}
-
-    def layer_est(i: int, rf: int, strat: str) -> LayerEstimate:
-        key = (i, rf, strat)
-        if key not in cache:
-            cache[key] = estimate_layer(specs[i].with_config(rf, strat), clock_period_ns, calib)
-        return cache[key]
-
     cur = list(specs)
     lays = list(given_layers)
     for i in mac_idx:  # fastest start
@@ -1476,24 +1491,9 @@ def shrink_to_ii(
     free = [i for i, s in enumerate(specs) if s.is_mac and s.name not in pinned]
     mac_idx = [i for i, s in enumerate(specs) if s.is_mac]
     eff_budget = {k: float(budget.get(k, 0.0)) for k in RESOURCE_KINDS}
-    cache: dict[tuple[int, int, str], LayerEstimate] = {}
-
-    def layer_est(i: int, rf: int, strat: str) -> LayerEstimate:
-        key = (i, rf, strat)
-        if key not in cache:
-            cache[key] = estimate_layer(specs[i].with_config(rf, strat), clock_period_ns, calib)
-        return cache[key]
-
-    def design(cur: Sequence[LayerSpec], lays: Sequence[LayerEstimate]) -> DesignEstimate:
-        return estimate_design(
-            cur,
-            clock_period_ns,
-            io_type,
-            backend=backend,
-            calib=calib,
-            layer_estimates=lays,
-            axi_pipelined=axi_pipelined,
-        )
+    ev = _Evaluator(specs, clock_period_ns, io_type, backend, calib, axi_pipelined)
+    design = ev.design
+    layer_est = ev.layer
 
     cur = list(specs)
     lays = [
