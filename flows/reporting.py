@@ -142,7 +142,9 @@ def render_markdown(r: dict) -> str:
         ]
         for layer in r["hls_layers"]:
             lines.append(
-                f"| {layer['name']} | {layer['class']} | {'x'.join(map(str, layer['shape']))} | "
+                f"| {layer['name']} | {layer['class']}"
+                + (f" + {layer['fused_activation']} (fused)" if layer.get("fused_activation") else "")
+                + f" | {'x'.join(map(str, layer['shape']))} | "
                 f"{_fmt(layer.get('reuse_factor'))} | {layer['types'].get('result_t', '—')} |"
             )
         lines.append("")

@@ -61,3 +61,11 @@ def test_wrapping_relu_is_not_fused(fire_stream_build, tmp_path):
     )
     names = [layer.name for layer in model.get_layers()]
     assert "Relu_1" in names and "Relu_0" not in names
+
+
+def test_report_names_the_fused_relus(fire_stream_build):
+    src, report = fire_stream_build
+    fused = {row["name"]: row["fused_activation"] for row in report["hls_layers"] if row.get("fused_activation")}
+    assert fused.get("Conv2D_Conv_0") == "Relu_0"
+    assert not any(row["class"] == "Activation" for row in report["hls_layers"])
+    assert "| Conv2D_Conv_0 | Conv2D + Relu_0 (fused) |" in (src / "report.md").read_text()
