@@ -22,8 +22,11 @@ weight widths, ``acc = min(accum_bits, a + w + ceil(log2(nonzeros per output)))`
     ``<= const_lut_weight_bits`` or both operands ``<= lut_mult_max_bits``) become shift-add logic,
     one block per nonzero weight that RF does not share: ``LUT = lut_per_constmult_bit2 * a * w``
     each. Wide products use DSPs: ``multiplier_limit`` of them, at RF 1 only ``const_dsp_fraction``
-    of them (HLS turns powers of two into shifts), plus RF:1 operand muxes when shared
-    (``lut_mux_per_bit * (a + w) * (RF - 1)`` each). Adders: one per nonzero weight.
+    of them (HLS turns powers of two into shifts), plus operand muxes when shared
+    (``lut_mux_per_bit * (a + w) * (ways - 1)`` each, ``ways = min(RF, ceil(nnz / multipliers))``).
+    Adders: one per nonzero weight. With RF > 1 every product is registered until the tree sums it
+    (``ff_prod_reg_per_bit * nnz * min(a + w, acc)``) and the tree's registers scale by
+    ``ff_shared_tree_factor``.
   - *Resource* strategy (``nnet_dense_resource.h``): weights sit in a ROM and are not folded;
     ``block_factor = ceil(n_in*n_out/RF)`` multipliers (zeros included) run RF cycles, LUT
     multipliers (``lut_per_lutmult_bit2 * a * w``) when both operands ``<= lut_mult_max_bits``, else
@@ -33,8 +36,9 @@ weight widths, ``acc = min(accum_bits, a + w + ceil(log2(nonzeros per output)))`
   - DSPs per product: tiles of the 25x18 DSP48E1, ``ceil(max(a,w)/25) * ceil(min(a,w)/18)``.
   - Adders: ``lut_per_adder_bit * adders * acc`` LUTs (x ``1 + lut_sat_factor`` for AP_SAT accumulators);
     ``ff_per_adder_bit * adders * acc * tree_registers`` FFs, where ``tree_registers`` counts the partial
-    sums the ``depth - 1`` pipeline cuts hold (`_tree_registers`); shared multipliers add
-    ``ff_per_mult_bit * (a + w) * floor(t_mult_ns / T_eff)`` FFs each.
+    sums the ``depth - 1`` pipeline cuts hold (`_tree_registers`: the sums halve per tree level in
+    Vivado HLS, ``ff_tree_decay = 1``; Vitis HLS keeps a full copy per stage, ``ff_tree_decay = 0``);
+    shared multipliers add ``ff_per_mult_bit * (a + w) * floor(t_mult_ns / T_eff)`` FFs each.
 
 * **Memories** (``BRAM36 = BRAM_18K / 2``): a resource-strategy weight ROM has depth RF and width
   ``block_factor * w`` and goes to BRAM when it holds ``>= rom_bram_min_bits`` (else LUTs); a BRAM_18K
@@ -42,15 +46,20 @@ weight widths, ``acc = min(accum_bits, a + w + ceil(log2(nonzeros per output)))`
   output is a FIFO of depth ``H*W`` (hls4ml's default) and width ``channels * bits``: an SRL up to
   ``fifo_srl_max_depth`` words, else BRAM at ``fifo_bits_per_bram18`` bits per BRAM_18K up to 1K
   words (18 for Vivado HLS, 36 for Vitis). Conv line buffers (``ap_shift_reg``) are SRLs:
-  ``(fh-1) * n_chan * a * ceil(W/32)`` LUTs; the kernel window ``fh * fw * n_chan * a`` FFs.
+  ``(fh-1) * n_chan * a * ceil(W/32)`` LUTs; the kernel window ``fh * fw * n_chan * a`` FFs (pooling
+  windows x ``ff_pool_window_factor``). In ``io_parallel`` the top is one pipeline whose layer outputs
+  are registered: ``ff_parallel_reg_per_bit`` per output bit of every layer.
 
 * **Element-wise layers** (ReLU, pooling, padding, concat, clone, ...): per lane (one stream word in
   ``io_stream``, the whole tensor in ``io_parallel``) ``lut_elem_per_bit * (in + out bits) / 2`` LUTs,
-  plus ``lut_act_narrow_per_elem`` when an activation narrows (clip and round). Softmax: ``n`` DSPs,
-  ``ceil(n/2) + 1`` BRAM_18K tables, ``lut_softmax_per_elem * n`` LUTs. Every layer adds
+  plus ``lut_act_narrow_per_elem`` when an activation narrows (clip and round); registers per stream
+  word, or per pipeline stage in ``io_parallel`` (none when the activation fits in one cycle: HLS
+  inlines it). Softmax: ``n`` DSPs, ``ceil(n/2) + 1`` BRAM_18K tables, ``lut_softmax_per_elem * n``
+  LUTs, ``ff_softmax_base + ff_softmax_per_elem * n * depth`` FFs. Every layer adds
   ``lut_layer_base``/``ff_layer_base`` of control.
 
-* **Latency and II**. Kernel depth ``= ceil((t_mult_ns + t_add_ns * ceil(log2(nnz/n_out + 1))) / T_eff) + 1``.
+* **Latency and II**. Kernel depth ``= ceil((t_mult_ns + t_add_ns * ceil(log2(nnz/n_out + 1))) /
+  (T_eff - t_reg_ns)) + depth_extra_cycles``.
   ``io_parallel`` (the top is one pipeline): a latency-strategy layer has II ``ceil(nnz / shared
   multipliers)`` (1 when nothing is shared) and latency ``depth + II - 1``; resource: II ``RF``, latency
   ``RF + depth + resource_extra_cycles``; the design's latency is the sum (+ ``parallel_layer_cycles``
@@ -69,9 +78,11 @@ weight widths, ``acc = min(accum_bits, a + w + ceil(log2(nonzeros per output)))`
 
 The constants are the fields of `Calibration`. `VIVADO_HLS_CALIBRATION` (the default: the
 VivadoAccelerator backend for PYNQ-Z2 runs Vivado HLS) and `VITIS_HLS_CALIBRATION` are fitted by
-``python bench/estimator.py --fit`` on the "train" runs of each tool. `fit_to_budget` searches reuse
-factors (only the values hls4ml accepts, `valid_reuse_factors`) and strategies, greedily on the
-binding resource. Estimates target csynth, which over-reports LUTs relative to Vivado synthesis.
+``python bench/estimator.py --fit`` on all runs of each tool, top-level and per-layer figures; the
+bench also reports leave-one-network-out cross-validated errors, the ones to expect on a new network.
+`fit_to_budget` searches reuse factors (only the values hls4ml accepts, `valid_reuse_factors`) and
+strategies, greedily on the binding resource. Estimates target csynth, which over-reports LUTs
+relative to Vivado synthesis.
 """
 
 from __future__ import annotations
@@ -150,19 +161,27 @@ class Calibration:
     lut_fifo_srl: float = 10.0  # control of an SRL FIFO (plus one LUT per bit and 32 words)
     # FF costs
     ff_per_adder_bit: float = 0.3  # per adder bit and pipeline stage
+    ff_shared_tree_factor: float = 1.0  # latency strategy with RF > 1: tree registers relative to RF 1
+    ff_tree_decay: float = 1.0  # 1: a cut after k of L tree levels holds 2^-k of the sums; 0: a full copy per cut
     ff_per_mult_bit: float = 0.5  # per multiplier operand bit and multiplier pipeline stage
     ff_res_per_mult_bit: float = 1.0  # resource strategy: registers per multiplier and (a + w + acc) bit
     ff_layer_base: float = 40.0
     ff_elem_per_bit: float = 0.5  # element-wise layers in io_stream (pipeline registers)
     ff_fifo_bram: float = 50.0  # pointers and output register of a BRAM FIFO
     ff_fifo_srl: float = 6.0
-    ff_softmax_per_elem: float = 40.0
+    ff_parallel_reg_per_bit: float = 0.0  # io_parallel: registers between the layers of the top pipeline
+    ff_pool_window_factor: float = 1.0  # io_stream pooling: window registers relative to pool * chan * bits
+    ff_softmax_per_elem: float = 5.0  # per element and pipeline stage
+    ff_softmax_base: float = 0.0  # the sum, its inverse and the table reads, once per softmax
+    ff_prod_reg_per_bit: float = 0.0  # latency strategy with RF > 1: every product is held until the tree sums it
     # Timing
     t_mult_ns: float = 3.5  # multiplier incl. routing
     t_add_ns: float = 2.0  # one adder-tree level
     t_elem_ns: float = 3.0  # element-wise op; a register stage is added when the period is shorter
     t_softmax_ns: float = 40.0
     clock_uncertainty: float = 0.125  # hls4ml's default ClockUncertainty
+    t_reg_ns: float = 0.0  # register overhead per pipeline stage (clock-to-out, setup, routing)
+    depth_extra_cycles: int = 1  # kernel depth = ceil(delay / usable period) + this
     resource_extra_cycles: int = 2  # resource strategy: kernel latency = RF + depth + this
     resource_conv_overhead: int = 9  # io_stream resource conv: cycles per output pixel = RF + this
     resource_conv_skip_cycles: int = 4  # ... and per input pixel that yields no output
@@ -188,66 +207,68 @@ class Calibration:
         return asdict(self)
 
 
-# Fitted by `python bench/estimator.py --fit` on the "train" runs of each tool (see bench/results/estimator.md).
+# Fitted by `python bench/estimator.py --fit` on all runs of each tool; bench/results/estimator.md has the
+# in-sample and the leave-one-network-out cross-validated errors.
 VIVADO_HLS_CALIBRATION = Calibration(
-    const_dsp_fraction=0.75,
-    lut_per_constmult_bit2=0.2339,
-    lut_per_dsp_mult=4.41,
-    lut_mux_per_bit=0.5654,
-    lut_res_per_mult_bit=3.706,
-    ff_res_per_mult_bit=1.214,
-    lut_accmux_per_bit=1.68,
-    lut_sat_factor=2.056,
-    lut_layer_base=144.6,
-    lut_elem_per_bit=2.136,
-    lut_act_narrow_per_elem=53.98,
-    lut_softmax_per_elem=96.71,
-    lut_fifo_bram=54.12,
-    lut_fifo_srl=19.32,
-    ff_per_adder_bit=0.643,
-    ff_per_mult_bit=1.372,
-    ff_layer_base=141.6,
-    ff_elem_per_bit=2.001,
-    ff_softmax_per_elem=122.3,
-    axi_lut_base=2581.0,
-    axi_lut_parallel_extra=3390.0,
-    axi_ff_base=1397.0,
-    axi_ff_parallel_extra=214.9,
-    t_mult_ns=5.0,
-    t_add_ns=1.0,
-    parallel_layer_cycles=0,
+    lut_per_constmult_bit2=0.1557,
+    lut_per_dsp_mult=2.823,
+    lut_mux_per_bit=0.6997,
+    lut_accmux_per_bit=1.741,
+    lut_res_per_mult_bit=5.494,
+    lut_sat_factor=0.5742,
+    lut_layer_base=142.4,
+    lut_elem_per_bit=2.692,
+    lut_act_narrow_per_elem=43.19,
+    lut_softmax_per_elem=95.21,
+    lut_fifo_bram=43.55,
+    lut_fifo_srl=16.33,
+    ff_per_adder_bit=1.111,
+    ff_shared_tree_factor=0.8285,
+    ff_per_mult_bit=0.4401,
+    ff_res_per_mult_bit=2.453,
+    ff_layer_base=106.0,
+    ff_elem_per_bit=0.9024,
+    ff_parallel_reg_per_bit=0.5242,
+    ff_pool_window_factor=2.212,
+    ff_softmax_per_elem=6.367,
+    ff_softmax_base=56.44,
+    ff_prod_reg_per_bit=0.9672,
+    t_mult_ns=2.0,
+    t_add_ns=0.75,
+    t_reg_ns=0.5,
+    depth_extra_cycles=0,
     resource_conv_overhead=11,
+    axi_lut_base=2222.0,
+    axi_lut_parallel_extra=3417.0,
+    axi_ff_base=1352.0,
+    axi_ff_parallel_extra=28.26,
     axi_elem_ns=60.0,
 )
 VITIS_HLS_CALIBRATION = Calibration(
-    fifo_bits_per_bram18=36,
-    const_dsp_fraction=0.75,
-    lut_per_constmult_bit2=0.02,
-    lut_per_dsp_mult=15.04,
-    lut_mux_per_bit=1.793,
-    lut_res_per_mult_bit=6.873,
-    ff_res_per_mult_bit=4.51,
-    lut_accmux_per_bit=2.737,
-    lut_sat_factor=3.228,
-    lut_layer_base=56.17,
-    lut_elem_per_bit=5.0,
-    lut_act_narrow_per_elem=120.0,
-    lut_softmax_per_elem=19.79,
-    lut_fifo_bram=32.35,
-    lut_fifo_srl=10.0,
-    ff_per_adder_bit=2.99,
-    ff_per_mult_bit=2.877,
-    ff_layer_base=400.0,
-    ff_elem_per_bit=0.5,
-    ff_softmax_per_elem=300.0,
-    axi_lut_base=1800.0,
-    axi_lut_parallel_extra=3300.0,
-    axi_ff_base=900.0,
-    axi_ff_parallel_extra=0.0,
-    t_mult_ns=4.0,
-    t_add_ns=0.75,
-    parallel_layer_cycles=2,
+    lut_per_constmult_bit2=0.2223,
+    lut_per_dsp_mult=4.633,
+    lut_mux_per_bit=0.8637,
+    lut_layer_base=83.56,
+    lut_elem_per_bit=2.053,
+    lut_act_narrow_per_elem=61.52,
+    lut_softmax_per_elem=76.93,
+    lut_fifo_bram=34.93,
+    lut_fifo_srl=9.993,
+    ff_per_adder_bit=0.582,
+    ff_shared_tree_factor=1.396,
+    ff_tree_decay=0.0,
+    ff_layer_base=35.53,
+    ff_elem_per_bit=2.116,
+    ff_parallel_reg_per_bit=1.261,
+    ff_softmax_per_elem=6.051,
+    ff_softmax_base=31.23,
+    ff_prod_reg_per_bit=1.225,
+    t_mult_ns=1.0,
+    t_add_ns=1.5,
+    t_reg_ns=1.5,
+    depth_extra_cycles=0,
     resource_conv_overhead=5,
+    fifo_bits_per_bram18=36,
     axi_elem_ns=20.0,
 )
 DEFAULT_CALIBRATION = VIVADO_HLS_CALIBRATION  # the VivadoAccelerator backend (PYNQ-Z2) runs Vivado HLS
@@ -583,11 +604,14 @@ def _effective_period(clock_period_ns: float, calib: Calibration) -> float:
 
 
 def kernel_depth(spec: LayerSpec, clock_period_ns: float, calib: Calibration = DEFAULT_CALIBRATION) -> int:
-    """Pipeline depth (cycles) of one multiply-accumulate: ``ceil((t_mult + t_add*levels)/T_eff) + 1``."""
+    """Pipeline depth (cycles) of one multiply-accumulate:
+    ``ceil((t_mult + t_add*levels) / (T_eff - t_reg)) + depth_extra_cycles``."""
     per_out = max(1.0, spec.n_nonzero / max(1, spec.n_out))
     levels = _clog2(per_out + 1)
     t = calib.t_mult_ns + calib.t_add_ns * levels
-    return int(math.ceil(t / _effective_period(clock_period_ns, calib))) + 1
+    t_eff = _effective_period(clock_period_ns, calib)
+    usable = max(0.25 * t_eff, t_eff - calib.t_reg_ns)
+    return int(math.ceil(t / usable)) + calib.depth_extra_cycles
 
 
 def _acc_bits(spec: LayerSpec) -> int:
@@ -595,17 +619,18 @@ def _acc_bits(spec: LayerSpec) -> int:
     return max(1, min(spec.accum_bits, spec.input_bits + spec.weight_bits + _clog2(per_out)))
 
 
-def _tree_registers(spec: LayerSpec, stages: int) -> float:
+def _tree_registers(spec: LayerSpec, stages: int, decay: float = 1.0) -> float:
     """Register copies of the adder tree, per adder, when its ``stages`` pipeline cuts are spread evenly.
 
     A cut after ``k`` of ``L`` tree levels holds ``2^-k`` of the partial sums, so the cuts of an
-    ``L``-level tree in ``S + 1`` equal slices hold ``sum_{k=1..S} 2^(-k L / (S + 1))`` adders' worth of
-    bits: well below one copy per stage (the linear rule over-counted fast clocks by 2-3x).
+    ``L``-level tree in ``S + 1`` equal slices hold ``sum_{k=1..S} 2^(-d k L / (S + 1))`` adders' worth
+    of bits. Vivado HLS behaves like ``d = 1`` (well below one copy per stage); Vitis HLS keeps the
+    products and partial sums much longer (``d`` near 0: about one full copy per stage).
     """
     if stages <= 0:
         return 0.0
     levels = _clog2(max(1.0, spec.n_nonzero / max(1, spec.n_out)) + 1)
-    return sum(2.0 ** (-k * levels / (stages + 1)) for k in range(1, stages + 1))
+    return sum(2.0 ** (-decay * k * levels / (stages + 1)) for k in range(1, stages + 1))
 
 
 def _elem_latency(clock_period_ns: float, calib: Calibration) -> int:
@@ -662,7 +687,9 @@ def _estimate_mac(spec: LayerSpec, clock_period_ns: float, calib: Calibration, e
         else:  # constant multiplications: one shift-add block per nonzero weight, never shared
             est.add("const_mult", LUT=nnz * calib.lut_per_constmult_bit2 * a * w)
         if shared:
-            est.add("mux", LUT=shared * (a + w) * (rf - 1) * calib.lut_mux_per_bit)
+            # each shared multiplier selects among the products it serves: at most RF, fewer when pruned
+            ways = min(rf, _ceil_div(nnz, shared))
+            est.add("mux", LUT=shared * (a + w) * (ways - 1) * calib.lut_mux_per_bit)
         if spec.io_type == "io_stream":
             ii = rf  # PIPELINE II=RF is the target of the stream loop
         else:
@@ -693,12 +720,18 @@ def _estimate_mac(spec: LayerSpec, clock_period_ns: float, calib: Calibration, e
 
     stages = max(0, depth - 1)
     add_lut = n_adders * acc * calib.lut_per_adder_bit * (1.0 + (calib.lut_sat_factor if spec.accum_saturate else 0.0))
-    est.add("adders", LUT=add_lut, FF=n_adders * acc * calib.ff_per_adder_bit * _tree_registers(spec, stages))
+    tree_ff = n_adders * acc * calib.ff_per_adder_bit * _tree_registers(spec, stages, calib.ff_tree_decay)
+    if spec.strategy == "latency" and rf > 1:  # the tree runs at II = RF: HLS relaxes its registers
+        tree_ff *= calib.ff_shared_tree_factor
+    est.add("adders", LUT=add_lut, FF=tree_ff)
     mult_stages = int(calib.t_mult_ns // _effective_period(clock_period_ns, calib))
     # pipelined multipliers shared over the reuse loop (resource strategy, or latency with RF > 1)
     shared_mults = n_mult if (spec.strategy == "resource" or (rf > 1 and cls != "const")) else 0
     if shared_mults and mult_stages:
         est.add("multipliers", FF=shared_mults * (a + w) * calib.ff_per_mult_bit * mult_stages)
+    if spec.strategy == "latency" and rf > 1:
+        # the reuse loop computes the nonzero products over RF cycles; each is registered until the sum
+        est.add("products", FF=nnz * min(a + w, acc) * calib.ff_prod_reg_per_bit)
     est.add("control", LUT=calib.lut_layer_base, FF=calib.ff_layer_base)
     if spec.extra.get("fused_activation"):
         # the fused ReLU's round-and-saturate cast, costed like a narrowing activation, per output lane
@@ -715,7 +748,7 @@ def _estimate_mac(spec: LayerSpec, clock_period_ns: float, calib: Calibration, e
                         est.add(part, **{k: v * (pf - 1) for k, v in res.items()})
             n_iter = _ceil_div(max(1, spec.out_pixels), pf)
             latency, ii = n_iter * ii + (latency - ii), n_iter * ii
-        est.latency_cycles, est.ii_cycles = latency + calib.parallel_layer_cycles, ii
+        est.latency_cycles, est.ii_cycles = latency, ii
         est.fill_cycles = est.tail_cycles = est.latency_cycles
         return
 
@@ -779,15 +812,16 @@ def _estimate_other(spec: LayerSpec, clock_period_ns: float, calib: Calibration,
             est.add("datapath", LUT=n * (calib.lut_softmax_per_elem + calib.lut_per_lutmult_bit2 * 18 * ob))
         else:
             est.add("datapath", DSP=n, LUT=n * calib.lut_softmax_per_elem)
-        est.add("datapath", FF=n * calib.ff_softmax_per_elem)
         depth = int(math.ceil(calib.t_softmax_ns / t_eff))
+        # every element's exp, product and the running sum are carried through each pipeline stage
+        est.add("datapath", FF=n * depth * calib.ff_softmax_per_elem + calib.ff_softmax_base)
         busy = spec.out_pixels if stream else 1
     elif kind in ("activation", "batchnorm"):
         per_bit = calib.lut_elem_per_bit * (1.0 if kind == "activation" else 0.5)
         narrow = calib.lut_act_narrow_per_elem if (kind == "activation" and ob < ib) else 0.0
         est.add("datapath", LUT=lanes_in * ((ib + ob) * per_bit / 2.0 + narrow))
-        if stream:
-            est.add("pipeline", FF=lanes_in * (ib + ob) * calib.ff_elem_per_bit / 2.0)
+        if stream or elem_lat:  # registered once per stream word, or per pipeline stage of the top
+            est.add("pipeline", FF=lanes_in * (ib + ob) * calib.ff_elem_per_bit / 2.0 * (1 if stream else elem_lat))
         busy = spec.in_pixels if stream else 1
     elif kind == "pooling":
         pool = math.prod(spec.kernel) if spec.kernel else 4
@@ -799,7 +833,7 @@ def _estimate_other(spec: LayerSpec, clock_period_ns: float, calib: Calibration,
             in_w = spec.input_shape[-2] if len(spec.input_shape) >= 2 else 1
             if ph > 1:
                 est.add("line_buffer", LUT=(ph - 1) * n_chan * ib * _ceil_div(in_w, 32))
-            est.add("window", FF=pool * n_chan * ib)
+            est.add("window", FF=pool * n_chan * ib * calib.ff_pool_window_factor)
             busy = spec.in_pixels
         else:
             busy = 1
@@ -818,7 +852,10 @@ def _estimate_other(spec: LayerSpec, clock_period_ns: float, calib: Calibration,
         est.add("datapath", LUT=lanes_out * (ib + ob) * calib.lut_elem_per_bit)
         busy = spec.out_pixels if stream else 1
         est.notes.append(f"{spec.class_name or kind}: no specific model, estimated as an element-wise layer")
-    est.add("control", LUT=calib.lut_layer_base, FF=calib.ff_layer_base)
+    # io_parallel activations that fit in one cycle are inlined into the top: logic but no registers
+    inlined = not stream and kind in ("activation", "batchnorm") and not elem_lat and "datapath" in est.parts
+    inlined = inlined and "tables" not in est.parts
+    est.add("control", LUT=calib.lut_layer_base, FF=0.0 if inlined else calib.ff_layer_base)
 
     if stream:
         est.latency_cycles = busy + depth
@@ -831,7 +868,7 @@ def _estimate_other(spec: LayerSpec, clock_period_ns: float, calib: Calibration,
             in_w = spec.input_shape[-2] if len(spec.input_shape) >= 2 else 1
             est.fill_cycles = (ph - 1) * in_w + pw + depth
     else:
-        est.latency_cycles = depth + calib.parallel_layer_cycles
+        est.latency_cycles = depth
         est.ii_cycles = 1
         est.fill_cycles = est.tail_cycles = est.latency_cycles
 
@@ -951,6 +988,12 @@ def estimate_design(
         for k, v in fifo_res.items():
             totals[k] += v
 
+    if io_type == "io_parallel" and calib.ff_parallel_reg_per_bit:
+        # the top is one pipeline: every layer's output array is registered between the layers
+        reg_bits = sum(s.out_elems * s.result_bits for s in specs if s.kind not in _FREE_KINDS)
+        totals["FF"] += reg_bits * calib.ff_parallel_reg_per_bit
+        notes.append(f"layer output registers of the top pipeline: {reg_bits * calib.ff_parallel_reg_per_bit:.0f} FF")
+
     wrapper = None
     if backend == "VivadoAccelerator":
         wrapper = _wrapper_estimate(specs, io_type, clock_period_ns, calib, axi_pipelined)
@@ -959,7 +1002,9 @@ def estimate_design(
 
     # latency / II
     if io_type == "io_parallel":
-        latency = sum(lay.latency_cycles for lay in layers)
+        # the layers run back to back in one pipeline; the top adds parallel_layer_cycles between them
+        n_steps = sum(1 for s in specs if s.kind not in _FREE_KINDS)
+        latency = sum(lay.latency_cycles for lay in layers) + calib.parallel_layer_cycles * n_steps
         ii = max((lay.ii_cycles for lay in layers), default=1)
         if wrapper is not None:
             latency += wrapper.latency_cycles

@@ -121,10 +121,11 @@ def test_dense_16x8_rf1_latency_8bit_exact():
     assert est.parts["const_mult"]["LUT"] == pytest.approx(128 * C.lut_per_constmult_bit2 * 8 * 8)
     # adders: one per nonzero weight, acc = min(24, 8 + 8 + ceil(log2(16))) = 20 bits
     assert est.parts["adders"]["LUT"] == pytest.approx(128 * 20 * C.lut_per_adder_bit)
-    # depth = ceil((t_mult + t_add * ceil(log2(16 + 1))) / (0.875 * T)) + 1
-    depth = math.ceil((C.t_mult_ns + C.t_add_ns * 5) / (10.0 * (1 - C.clock_uncertainty))) + 1
+    # depth = ceil((t_mult + t_add * ceil(log2(16 + 1))) / (0.875 * T - t_reg)) + depth_extra_cycles
+    usable = 10.0 * (1 - C.clock_uncertainty) - C.t_reg_ns
+    depth = math.ceil((C.t_mult_ns + C.t_add_ns * 5) / usable) + C.depth_extra_cycles
     assert kernel_depth(spec, 10.0) == depth
-    assert est.latency_cycles == depth + C.parallel_layer_cycles
+    assert est.latency_cycles == depth  # the top's per-layer cycles are added by estimate_design
     assert est.ii_cycles == 1
     assert est.source == "estimate"
 
@@ -216,6 +217,72 @@ def test_design_stream_fifos_wrapper_and_figures():
     assert d["resources"]["LUT"]["source"] == "estimate"
     assert d["latency_cycles"]["source"] == "estimate"
     assert all(f["source"] == "estimate" for lay in d["layers"] for f in lay["resources"].values())
+
+
+def relu(n: int, ib: int = 16, ob: int = 8, io_type: str = "io_parallel") -> LayerSpec:
+    return LayerSpec(
+        "relu", "activation", (n,), (n,), input_bits=ib, result_bits=ob, activation="relu", io_type=io_type
+    )
+
+
+def test_io_parallel_activation_is_inlined_unless_the_clock_pipelines_it():
+    """At 10 ns a ReLU fits in one cycle: HLS inlines it into the top (logic, no registers). At 3.33 ns
+    (t_elem 3 ns > T_eff 2.9 ns) it gets a pipeline stage: (in + out bits) / 2 * ff_elem_per_bit per lane."""
+    slow = estimate_layer(relu(64), 10.0)
+    assert slow.resources["FF"] == 0 and slow.resources["LUT"] > 0 and slow.latency_cycles == 0
+    fast = estimate_layer(relu(64), 3.33)
+    assert fast.latency_cycles == 1
+    assert fast.parts["pipeline"]["FF"] == pytest.approx(64 * (16 + 8) / 2 * C.ff_elem_per_bit)
+    assert fast.parts["control"]["FF"] == C.ff_layer_base
+
+
+def test_io_parallel_top_registers_every_layer_output():
+    """The io_parallel top is one pipeline: each layer's output array is registered between layers."""
+    specs = [
+        LayerSpec("in", "input", (16,), (16,), result_bits=8),
+        dense(16, 32),
+        relu(32, ib=20, ob=8),
+        dense(32, 5),
+    ]
+    specs[3] = replace(specs[3], name="fc2")
+    est = estimate_design(specs, 10.0, backend="Vivado")
+    layer_ff = sum(lay.resources["FF"] for lay in est.layers)
+    out_bits = 32 * specs[1].result_bits + 32 * 8 + 5 * specs[3].result_bits
+    assert est.resources["FF"] == pytest.approx(layer_ff + out_bits * C.ff_parallel_reg_per_bit)
+    no_regs = estimate_design(specs, 10.0, backend="Vivado", calib=replace(C, ff_parallel_reg_per_bit=0.0))
+    assert no_regs.resources["FF"] == pytest.approx(layer_ff)
+
+
+def test_shared_multiplier_mux_counts_only_the_products_it_serves():
+    """RF 100 on a layer with 7 nonzero products: one multiplier serves 7 products, a 7:1 mux, not 100:1."""
+    spec = dense(5, 3, bits=16, rf=100, nnz=7)
+    est = estimate_layer(spec, 5.0)
+    shared = multiplier_count(spec)
+    assert shared == 1
+    assert est.parts["mux"]["LUT"] == pytest.approx(shared * (16 + 16) * (7 - 1) * C.lut_mux_per_bit)
+
+
+def test_latency_strategy_with_reuse_registers_every_product():
+    spec = dense(16, 8, bits=16, rf=4)
+    est = estimate_layer(spec, 5.0)
+    acc = min(spec.accum_bits, 16 + 16 + math.ceil(math.log2(16)))
+    assert est.parts["products"]["FF"] == pytest.approx(128 * min(32, acc) * C.ff_prod_reg_per_bit)
+    assert "products" not in estimate_layer(dense(16, 8, bits=16), 5.0).parts
+
+
+def test_vitis_keeps_a_full_register_copy_per_stage():
+    """Vivado HLS: the cuts of the adder tree hold the halving partial sums (decay 1); Vitis HLS keeps one
+    full copy per stage (decay 0), so the same kernel has tree FFs = adders * acc * ff_per_adder_bit * stages."""
+    from flows.estimate import _acc_bits, _tree_registers
+
+    spec = dense(16, 64, bits=8, nnz=247)
+    assert _tree_registers(spec, 5, 0.0) == pytest.approx(5.0)
+    assert _tree_registers(spec, 5, 1.0) < 2.0
+    v = VITIS_HLS_CALIBRATION
+    est = estimate_layer(spec, 3.33, v)
+    stages = kernel_depth(spec, 3.33, v) - 1
+    assert stages >= 2
+    assert est.parts["adders"]["FF"] == pytest.approx(247 * _acc_bits(spec) * v.ff_per_adder_bit * stages)
 
 
 def test_calibration_for_backend():
@@ -435,12 +502,13 @@ def test_fit_impossible_design_explains_why():
 
 
 def test_fit_lenet5_classifier_is_quick_and_uses_resource_strategy():
-    """LeNet-5's classifier (400-120-84-10) in io_stream: fc1 has more than 4096 weights, so the latency
-    strategy is not allowed; it ends in the resource strategy with its weights in BRAM."""
+    """LeNet-5's classifier (400-120-84-10) in io_stream with 6-bit activations and 5-bit weights (what
+    the QAT recipes use): fc1 has more than 4096 weights, so the latency strategy is not allowed; it
+    ends in the resource strategy with its weights in BRAM."""
     io = "io_stream"
-    specs = [LayerSpec("in", "input", (400,), (400,), result_bits=8, io_type=io)]
+    specs = [LayerSpec("in", "input", (400,), (400,), result_bits=6, io_type=io)]
     for i, (n_in, n_out) in enumerate(((400, 120), (120, 84), (84, 10)), start=1):
-        specs.append(dense(n_in, n_out, bits=8, wbits=5, name=f"fc{i}", io_type=io))
+        specs.append(dense(n_in, n_out, bits=6, wbits=5, name=f"fc{i}", io_type=io))
         if n_out != 10:
             specs.append(
                 LayerSpec(
@@ -449,7 +517,7 @@ def test_fit_lenet5_classifier_is_quick_and_uses_resource_strategy():
                     (n_out,),
                     (n_out,),
                     input_bits=16,
-                    result_bits=8,
+                    result_bits=6,
                     activation="relu",
                     io_type=io,
                 )
@@ -545,3 +613,44 @@ def test_bench_reads_every_run(bench_result):
     assert by_key["08_denoise_ae_pynqz2"]["csynth"]["BRAM36"] == 289 / 2
     assert by_key["01_pruned_cnn"]["csynth"]["LUT"] == 245466
     assert by_key["09_jet_mlp_pynqz2_latency"]["vivado"]["LUT"] == 17267
+
+
+def test_layer_figures_come_from_module_reports_or_instance_tables(bench_result):
+    """Runs whose per-module reports were not kept compare their layers with the instance tables of the
+    top report: the breast-cancer MLP's first dense layer (Vitis 2021.1 csynth.rpt: 25 DSP, 1171 FF,
+    1196 LUT, 3 cycles) and every layer of every run that lists modules."""
+    by_key = {r["key"]: r for r in bench_result["runs"]}
+    first = by_key["14_breast_cancer_DSP_reuse1"]["layers"][0]
+    assert first["module"].endswith("config2_s")
+    assert first["csynth"] == {"LUT": 1196.0, "FF": 1171.0, "DSP": 25.0, "BRAM36": 0.0, "latency": 3.0}
+    softmax = by_key["04_jet_mlp_vitis"]["layers"][-1]
+    assert softmax["kind"] == "softmax" and softmax["csynth"]["BRAM36"] == 4.0  # 8 BRAM_18K
+    assert sum(len(r["layers"]) for r in bench_result["runs"]) == 212
+
+
+def test_read_instances_parses_both_tables():
+    if not (REPORTS / "MANIFEST.md").is_file():
+        pytest.skip(f"real reports folder {REPORTS} is absent")
+    sys.path.insert(0, str(ROOT))
+    from bench.estimator import read_instances
+
+    rpt = REPORTS / "fastmachinelearning__hls4ml-tutorial__pruned_cnn/myproject_prj/solution1/syn/report"
+    inst = read_instances(rpt / "myproject_csynth.rpt")
+    conv = inst["conv_2d_cl_array_array_ap_fixed_16u_config7_s"]
+    assert conv == {"LUT": 38710.0, "FF": 10465.0, "DSP": 786.0, "BRAM36": 0.0, "latency": 229.0}
+    assert inst["softmax_array_array_ap_fixed_10u_softmax_config27_s"]["BRAM36"] == 2.0
+    assert "Total" not in inst and len(inst) == 16  # 15 layers and Block_proc
+
+
+@pytest.mark.slow
+def test_cross_validated_errors_within_claims():
+    """Leave-one-network-out: each network estimated with constants fitted without it (13 refits)."""
+    if not (REPORTS / "MANIFEST.md").is_file():
+        pytest.skip(f"real reports folder {REPORTS} is absent")
+    sys.path.insert(0, str(ROOT))
+    from bench.estimator import CV_CLAIMS, DEFAULT_CALIBRATIONS, check_claims, cross_validate
+
+    cv = cross_validate(DEFAULT_CALIBRATIONS)
+    assert len(cv["runs"]) == 23
+    failures = check_claims(cv["summary"], CV_CLAIMS)
+    assert not failures, failures
