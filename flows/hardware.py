@@ -251,7 +251,10 @@ def latency_section(cycles: float, ii: float, clock_period_ns: float, source: st
 
 
 def estimate_sections(est, board) -> tuple[dict, dict]:
-    """resources/latency sections from a DesignEstimate (source 'estimate')."""
+    """resources/latency sections from a DesignEstimate (source 'estimate'), with the typical error of
+    the board's HLS tool (`EXPECTED_ERROR`)."""
+    from flows.estimate import EXPECTED_ERROR, tool_of
+
     d = est.to_dict()
     layers = []
     for lay in d.get("layers", []):
@@ -270,6 +273,8 @@ def estimate_sections(est, board) -> tuple[dict, dict]:
     totals = {k: _value(d["resources"].get(k)) for k in RESOURCES}
     resources = resources_section(totals, "estimate", board, layers)
     resources["notes"] = d.get("notes", [])
+    tool = tool_of(board.backend)
+    resources["expected_error"] = {"tool": tool, "median_abs_rel_error": dict(EXPECTED_ERROR[tool])}
     latency = latency_section(_value(d["latency_cycles"]), _value(d["ii_cycles"]), est.clock_period_ns, "estimate")
     return resources, latency
 
@@ -304,6 +309,17 @@ def hardware_markdown(resources: dict, latency: dict, board) -> str:
         if ips
         else "",
     ]
+    expected = resources.get("expected_error")
+    if expected:
+        errs = expected["median_abs_rel_error"]
+        lines += [
+            "",
+            f"Typical error of these estimates ({expected['tool'].replace('_', ' ')}, median |error| against "
+            "real csynth reports of networks the calibration did not see): "
+            + ", ".join(f"{k} {100 * v:.0f}%" for k, v in errs.items())
+            + " (bench/results/estimator.md). They predict HLS C synthesis, which counts more LUTs than Vivado's "
+            "own synthesis.",
+        ]
     fit = resources.get("fit") or {}
     if fit.get("explanation"):
         lines += ["", f"Fit search: {fit['explanation']}"]

@@ -654,3 +654,16 @@ def test_cross_validated_errors_within_claims():
     assert len(cv["runs"]) == 23
     failures = check_claims(cv["summary"], CV_CLAIMS)
     assert not failures, failures
+
+
+def test_expected_error_matches_the_published_cross_validation():
+    """The typical error a build report quotes is the committed bench result, not a number typed in."""
+    import json
+
+    from flows.estimate import EXPECTED_ERROR
+
+    cv = json.loads((ROOT / "bench" / "results" / "estimator.json").read_text())["cv"]["summary"]
+    for tool, errs in EXPECTED_ERROR.items():
+        assert set(errs) == {"LUT", "FF", "DSP", "BRAM36", "latency", "II"}
+        for metric, value in errs.items():
+            assert value == pytest.approx(round(cv[tool][metric]["median_abs_rel_error"], 2)), (tool, metric)

@@ -14,6 +14,7 @@ from flows.boards import load_board
 from flows.build import run_build
 from flows.convert import fifo_depth_for
 from flows.errors import ToolError
+from flows.estimate import EXPECTED_ERROR
 from flows.hardware import DoesNotFitError, find_hls_tool, fit_design
 from flows.precision import FixedType, accumulator_bounds, exact_type, parse_fixed
 from tests.conftest import SMALL, copy_build
@@ -31,6 +32,10 @@ def test_report_carries_estimates_with_their_source(fire_stream_build):
     md = (out / "report.md").read_text()
     assert "source: analytical estimate" in md and "images/s" in md
     assert (out / "plots" / "utilization.png").stat().st_size > 1000
+    # the estimate says how far off it typically is, for the tool the board's backend runs
+    expected = res["expected_error"]
+    assert expected["tool"] == "vivado_hls" and expected["median_abs_rel_error"] == EXPECTED_ERROR["vivado_hls"]
+    assert f"FF {100 * EXPECTED_ERROR['vivado_hls']['FF']:.0f}%" in md and "Typical error" in md
 
 
 def test_project_uses_exact_accumulators_srl_fifos_and_pipelined_axi(fire_stream_build):
