@@ -1278,7 +1278,7 @@ def markdown(result: dict, calibs: Calibrations) -> str:
             lines.append(f"| {subset} | {m} | {st['n']} | {100 * st['median_abs_rel_error']:.0f}% | {cv_cells} |")
     lines += [
         "",
-        "## Per layer (module reports), all runs that have them",
+        "## Per layer (module reports, or the instance tables of the top report), in-sample",
         "",
         "| tool | metric | n | median abs err | within ±20% | median signed |",
         "|---|---|---|---|---|---|",
@@ -1371,7 +1371,7 @@ KNOWN_MISSES: list[str] = [
     "uses a Cauchy loss so that runs 03/04 do not distort the other constants; they stay at +141..+376 %.",
     "Vitis 2021.1 at 3.33 ns (run 13) spends about twice the LUTs per product of the 5 ns runs (deep "
     "pipelines: delay lines and enables): LUT -47..-60 %. A per-stage LUT term fixed it in-sample but made "
-    "the cross-validated LUT error worse (29 % -> 45 %), so it is not in the model.",
+    "the cross-validated Vitis LUT error worse (about 30 % -> 45 %), so it is not in the model.",
     "Vitis 2021.1 ignores hls4ml's `ALLOCATION ... mul limit` at RF 2 (runs 13/14 DSP_reuse2 keep the RF 1 "
     "DSP count: -41..-43 %); at RF 100 it uses ceil(nonzero/II) DSPs for the II it reaches (-50 %).",
     "Latency strategy with RF > 1 in io_parallel (runs 09, 13 reuse100): HLS does not keep II = RF; "
@@ -1387,7 +1387,7 @@ KNOWN_MISSES: list[str] = [
     "Run 02: the QKeras precisions are assumed (6-bit weights, 16-bit activations); DSP +44 %.",
     "Run 11 (24-bit resource-strategy convs at RF 2-3): FF +77 %. Registers per resource-strategy multiplier "
     "grow with RF in the other runs (08, 10); a log2(RF) term fitted that but made cross-validated FF worse "
-    "(22 % -> 34 % on Vivado HLS), so it is not in the model.",
+    "(by about 10 points on Vivado HLS), so it is not in the model.",
     "Against Vivado synthesis (not the estimator's target): csynth's LUT count is 30-210 % above Vivado's; "
     "Vivado moves shallow resource-strategy weight ROMs (depth = RF <= 64) from BRAM to LUTs (runs 07, 10, 11: "
     "5-8x fewer BRAM) and caps DSPs at the device (run 06: 664 -> 220). A design the estimate rejects by a "
@@ -1428,7 +1428,7 @@ CV_CLAIMS: dict[tuple[str, str], tuple[float, float]] = {
     ("all", "BRAM36"): (0.05, 0.85),
     ("all", "latency"): (0.30, 0.30),
     ("vivado_hls", "LUT"): (0.15, 0.80),
-    ("vivado_hls", "FF"): (0.25, 0.40),
+    ("vivado_hls", "FF"): (0.30, 0.30),
     ("vivado_hls", "latency"): (0.10, 0.60),
 }
 

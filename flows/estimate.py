@@ -278,7 +278,7 @@ DEFAULT_CALIBRATION = VIVADO_HLS_CALIBRATION  # the VivadoAccelerator backend (P
 # not see (leave-one-network-out cross-validation, `cv` in bench/results/estimator.json, rounded to the
 # percent; tests/test_estimate.py checks that they match that file).
 EXPECTED_ERROR: dict[str, dict[str, float]] = {
-    "vivado_hls": {"LUT": 0.14, "FF": 0.22, "DSP": 0.02, "BRAM36": 0.0, "latency": 0.08, "II": 0.01},
+    "vivado_hls": {"LUT": 0.06, "FF": 0.25, "DSP": 0.02, "BRAM36": 0.0, "latency": 0.08, "II": 0.01},
     "vitis_hls": {"LUT": 0.31, "FF": 0.42, "DSP": 0.0, "BRAM36": 0.09, "latency": 0.4, "II": 0.0},
 }
 
@@ -861,6 +861,11 @@ def _estimate_other(spec: LayerSpec, clock_period_ns: float, calib: Calibration,
         est.add("datapath", LUT=lanes_out * ob * 0.25 * calib.lut_elem_per_bit)
         if stream:
             est.add("pipeline", FF=lanes_out * ob * 0.25)
+        if stream and kind == "upsample" and len(spec.input_shape) >= 2:
+            # nearest-neighbour upsampling re-emits each input row: the row sits in registers and is
+            # read back through a W:1 multiplexer (4 inputs per LUT6) per channel bit
+            in_w, n_chan = spec.input_shape[-2], spec.in_channels
+            est.add("row_buffer", FF=in_w * n_chan * ib, LUT=n_chan * ib * _ceil_div(in_w, 4))
         busy = spec.out_pixels if stream and kind != "clone" else (spec.in_pixels if stream else 1)
     else:  # "other": a generic element-wise layer, flagged
         est.add("datapath", LUT=lanes_out * (ib + ob) * calib.lut_elem_per_bit)

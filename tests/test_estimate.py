@@ -285,6 +285,16 @@ def test_vitis_keeps_a_full_register_copy_per_stage():
     assert est.parts["adders"]["FF"] == pytest.approx(247 * _acc_bits(spec) * v.ff_per_adder_bit * stages)
 
 
+def test_stream_upsampling_holds_one_input_row_in_registers():
+    """Denoising AE of run 08 (Vivado HLS): 2x nearest-neighbour upsampling of 16x16x8 at 32 bits has
+    4,177 FF; one input row is 16 * 8 * 32 = 4,096 bits, read back through a 16:1 mux per channel bit."""
+    spec = LayerSpec("up", "upsample", (16, 16, 8), (32, 32, 8), input_bits=32, result_bits=32, io_type="io_stream")
+    est = estimate_layer(spec, 5.0)
+    assert est.parts["row_buffer"] == {"FF": 16 * 8 * 32, "LUT": 8 * 32 * 4}
+    parallel = estimate_layer(replace(spec, io_type="io_parallel"), 5.0)
+    assert "row_buffer" not in parallel.parts
+
+
 def test_calibration_for_backend():
     assert calibration_for("Vitis") is VITIS_HLS_CALIBRATION
     assert calibration_for("VivadoAccelerator") is VIVADO_HLS_CALIBRATION
