@@ -954,17 +954,16 @@ TIMING_GRID: dict[str, tuple[float, ...]] = {
     "t_reg_ns": (0.0, 0.5, 1.0, 1.5),
     "depth_extra_cycles": (0, 1),
 }
-FIT_METRICS = ("LUT", "FF", "DSP", "BRAM36")
+FIT_PRIOR = 0.1  # weight of the prior towards the hand-set constants (see _fit_group)
 # robust least squares on log(estimate / real). FF uses the Cauchy loss, which gives up on outliers:
 # tool versions differ by up to 8x in registers for the same network (04 vs 13), and a loss that
 # keeps pulling towards such a run distorts every other constant.
-FIT_PRIOR = 0.1  # weight of the prior towards the hand-set constants (see _fit_group)
 FIT_LOSS: dict[str, tuple[str, float]] = {"DSP": ("soft_l1", 0.2), "LUT": ("soft_l1", 0.2), "FF": ("cauchy", 0.2)}
 
 
 def fit(cases: list[Case], base: Calibration) -> Calibration:
-    """Fit the constants on ``cases``: timing by grid search, then least squares on log(estimate/real)."""
-
+    """Fit one tool's constants on ``cases``: the step-valued timing constants by grid search on latency
+    and II (totals and layers), then the LUT, FF and DSP constants by `_fit_group`."""
     import itertools
 
     reals = {c.key: read_csynth(REPORTS / c.folder / c.csynth) for c in cases}
