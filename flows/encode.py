@@ -93,7 +93,7 @@ from bitarray import bitarray
 from bitarray.util import canonical_decode, canonical_huffman, int2ba
 
 from flows.atomic import atomic_write_bytes
-from flows.errors import FlowError
+from flows.errors import BundleError
 
 log = logging.getLogger(__name__)
 
@@ -112,10 +112,6 @@ TRAILER_SIZE = 32
 _FIXED_OVERHEAD = HEADER_SIZE + TRAILER_SIZE
 
 Decoded = dict[str, tuple[np.ndarray, np.ndarray | None]]  # name -> (weight, bias)
-
-
-class BundleError(FlowError, ValueError):
-    """A bundle cannot be written (invalid layer) or read (corrupt, truncated, unsupported)."""
 
 
 # ----------------------------------------------------------------------------------------------

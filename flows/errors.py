@@ -36,3 +36,17 @@ class VerificationError(FlowError):
     """C simulation (or another check) disagrees with the reference model."""
 
     exit_code = 5
+
+
+class DoesNotFitError(FlowError):
+    """No reuse factor / strategy / io type makes the design fit the board."""
+
+    exit_code = 6
+
+
+class BundleError(FlowError, ValueError):
+    """A bundle cannot be written (invalid layer) or read (corrupt, truncated, unsupported)."""
+
+
+class ReportError(UsageError):
+    """A report file is missing, unreadable, truncated or not the kind of report expected."""

@@ -21,17 +21,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from flows.errors import FlowError, ToolError
+from flows.errors import ToolError
 
 log = logging.getLogger(__name__)
 
 RESOURCES = ("LUT", "FF", "DSP", "BRAM36", "URAM")
-
-
-class DoesNotFitError(FlowError):
-    """No reuse factor / strategy / io type makes the design fit the board."""
-
-    exit_code = 6
 
 
 @dataclass

@@ -29,7 +29,7 @@ import xml.etree.ElementTree as ET
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from flows.errors import UsageError
+from flows.errors import ReportError, UsageError
 
 log = logging.getLogger(__name__)
 
@@ -37,10 +37,6 @@ RESOURCE_KINDS = ("LUT", "FF", "DSP", "BRAM36", "URAM")
 """The fireflow budget kinds (same as `flows.boards.RESOURCE_KINDS`)."""
 
 _TIME_UNITS_NS = {"ps": 1e-3, "ns": 1.0, "us": 1e3, "ms": 1e6, "s": 1e9}
-
-
-class ReportError(UsageError):
-    """A report file is missing, unreadable, truncated or not the kind of report expected."""
 
 
 def _fail(path: Path | str, what: str) -> ReportError:
