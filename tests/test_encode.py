@@ -1,4 +1,4 @@
-"""Tests for flows/encode.py: the Deep Compression bundle (sparse relative indices, codebook, Huffman).
+"""Tests for flows/bundle: the Deep Compression bundle (sparse relative indices, codebook, Huffman).
 
 Round trips are property tests (hypothesis) on random sparse weights; the hand-worked example checks
 relative indices, fillers and the exact packed bytes; corruption tests flip and cut every byte.
@@ -20,11 +20,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from flows.encode import (
+from flows.bundle import (
     HEADER_SIZE,
     MAGIC,
     TRAILER_SIZE,
-    BundleError,
     BundleSizes,
     LayerPayload,
     build_codebook,
@@ -35,7 +34,7 @@ from flows.encode import (
     to_relative,
     write_bundle,
 )
-from flows.errors import FlowError
+from flows.errors import BundleError, FlowError
 
 REPO = Path(__file__).resolve().parent.parent
 SETTINGS = settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -264,7 +263,7 @@ def test_full_codebook_needs_one_more_bit(caplog: pytest.LogCaptureFixture) -> N
     codebook = np.arange(1, 9, dtype=np.float32) / 8  # 8 values, b = 3
     weight = sparse_weight(rng, (3000,), 0.02, codebook)
     weight[rng.choice(3000, 8, replace=False)] = codebook
-    with caplog.at_level(logging.WARNING, logger="flows.encode"):
+    with caplog.at_level(logging.WARNING, logger="flows.bundle"):
         data, sizes = encode_bundle([LayerPayload("full", weight, weight_bits=3, index_bits=2)])
     assert sizes.layers[0].code_bits == 4 and sizes.layers[0].fillers > 0
     assert "need 4 bits" in caplog.text
@@ -321,9 +320,9 @@ def skewed_layer(name: str = "fc") -> LayerPayload:
 def test_too_long_huffman_codes_fall_back_to_fixed(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    monkeypatch.setattr("flows.encode.MAX_CODE_LENGTH", 3)
+    monkeypatch.setattr("flows.bundle.streams.MAX_CODE_LENGTH", 3)
     layer = skewed_layer()
-    with caplog.at_level(logging.WARNING, logger="flows.encode"):
+    with caplog.at_level(logging.WARNING, logger="flows.bundle"):
         data, sizes = encode_bundle([layer])
     assert sizes.layers[0].weights_mode == "fixed" and "longer than 3 bits" in caplog.text
     assert sizes.layers[0].bits_weights_huffman < sizes.layers[0].bits_weights_fixed  # still reported
@@ -371,7 +370,7 @@ def test_negative_zero_is_a_zero() -> None:
 def test_encoding_is_deterministic_across_processes() -> None:
     script = (
         "import hashlib, numpy as np\n"
-        "from flows.encode import LayerPayload, encode_bundle\n"
+        "from flows.bundle import LayerPayload, encode_bundle\n"
         "rng = np.random.default_rng(3)\n"
         "w = np.where(rng.random((60, 80)) < 0.1, rng.choice(np.linspace(-1, 1, 16), (60, 80)), 0)\n"
         "data, _ = encode_bundle([LayerPayload('fc', w.astype(np.float32), 4, 4)])\n"
