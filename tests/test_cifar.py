@@ -1,12 +1,12 @@
 """CIFAR-10 and Fashion-MNIST loading from generated files in torchvision's layouts, md5 checks and their
-switch, the offline errors, and a VGG build on generated 32x32x3 data through C-simulation parity."""
+switch, the offline errors, and a VGG build on generated 32x32x3 data through C-simulation parity.
+
+Refused pickles, stale extractions and damaged archives: tests/test_data_integrity.py."""
 
 from __future__ import annotations
 
-import gzip
 import pickle
 import stat
-import struct
 import tarfile
 from pathlib import Path
 
@@ -14,45 +14,12 @@ import numpy as np
 import pytest
 import torch
 
-import flows.data
-from flows.build import run_build
-from flows.data import CIFAR_ARCHIVE, CIFAR_FOLDER, SKIP_MD5_ENV, file_md5, load_data, make_synthetic
+import flows.data.cifar
+from flows.api import run_build
+from flows.data import CIFAR_ARCHIVE, CIFAR_FOLDER, SKIP_MD5_ENV, file_md5, load_data
 from flows.errors import DataError
 from tests.conftest import SMALL
-
-TRAIN_FILES = [f"data_batch_{i}" for i in range(1, 6)]
-
-
-def write_fake_cifar(root: Path, per_batch: int = 20, n_test: int = 20, seed: int = 0) -> dict:
-    """root/cifar-10-batches-py/ with 5 x per_batch train and n_test test images, pickled like the real one.
-
-    The images are learnable (class prototypes + noise, flows.data.make_synthetic). Returns the arrays.
-    """
-    n_train = 5 * per_batch
-    total = int(round((n_train + n_test) / 0.8)) + 5  # make_synthetic splits 80/20; take what we need
-    a, b = make_synthetic(total, (3, 32, 32), 10, seed)
-    images = torch.cat([a.images, b.images])[: n_train + n_test].numpy()
-    labels = torch.cat([a.labels, b.labels])[: n_train + n_test].numpy()
-    folder = root / CIFAR_FOLDER
-    folder.mkdir(parents=True)
-    chunks = [(name, slice(i * per_batch, (i + 1) * per_batch)) for i, name in enumerate(TRAIN_FILES)]
-    chunks.append(("test_batch", slice(n_train, n_train + n_test)))
-    for name, part in chunks:
-        entry = {
-            b"batch_label": name.encode(),
-            b"labels": [int(v) for v in labels[part]],
-            b"data": np.ascontiguousarray(images[part].reshape(-1, 3072)),  # CHW order, as the real files
-            b"filenames": [f"{name}_{i}.png".encode() for i in range(len(labels[part]))],
-        }
-        with open(folder / name, "wb") as f:
-            pickle.dump(entry, f, protocol=2)
-    return {
-        "folder": folder,
-        "train_images": images[:n_train],
-        "train_labels": labels[:n_train],
-        "test_images": images[n_train:],
-        "test_labels": labels[n_train:],
-    }
+from tests.datagen import TRAIN_FILES, write_fake_cifar, write_idx
 
 
 @pytest.fixture
@@ -70,7 +37,7 @@ def real_md5_of(monkeypatch):
         train = [(n, file_md5(folder / n)) for n in TRAIN_FILES]
         test = [("test_batch", file_md5(folder / "test_batch"))]
         tgz = file_md5(archive) if archive else "0" * 32
-        monkeypatch.setattr(flows.data, "_cifar_checksums", lambda: (train, test, tgz))
+        monkeypatch.setattr(flows.data.cifar, "cifar_checksums", lambda: (train, test, tgz))
 
     monkeypatch.delenv(SKIP_MD5_ENV, raising=False)
     return use
@@ -107,7 +74,10 @@ def test_md5_checked_by_default_and_env_switch_skips_it(fake_cifar, tmp_path, mo
     monkeypatch.delenv(SKIP_MD5_ENV, raising=False)
     with pytest.raises(DataError, match="data_batch_1 is corrupt") as err:
         load_data("cifar10", data_dir=fake_cifar["root"], cache_dir=tmp_path / "cache", download=False)
-    assert SKIP_MD5_ENV in str(err.value) and "\n" not in str(err.value)
+    message = str(err.value)
+    assert "\n" not in message and "replace it with an intact copy" in message and err.value.exit_code == 3
+    # issue 12: the message never advises switching the check off
+    assert SKIP_MD5_ENV not in message and "verify_md5" not in message
     monkeypatch.setenv(SKIP_MD5_ENV, "1")
     data = load_data("cifar10", data_dir=fake_cifar["root"], cache_dir=tmp_path / "cache", download=False)
     assert len(data.train) == 100
@@ -149,28 +119,37 @@ def test_missing_cifar_offline_is_one_clear_line(tmp_path):
 
 
 def test_download_through_torchvision_when_allowed(tmp_path, monkeypatch):
+    """torchvision downloads only the archive (md5-checked by torchvision); it is extracted and read here.
+
+    torchvision's CIFAR10 class itself is never instantiated: it would unpickle the batches.
+    """
     import torchvision
+    import torchvision.datasets.utils
 
-    calls = []
     real = torchvision.datasets.CIFAR10
+    calls = []
+    fake = write_fake_cifar(tmp_path / "generated")
 
-    class FakeCIFAR10:  # stands in for the network: "downloads" generated batches
-        train_list, test_list, tgz_md5 = real.train_list, real.test_list, real.tgz_md5
+    def fake_download(url, root, filename=None, md5=None):  # stands in for the network
+        calls.append((url, root, filename, md5))
+        with tarfile.open(Path(root) / filename, "w:gz") as tar:
+            tar.add(fake["folder"], arcname=CIFAR_FOLDER)
 
-        def __init__(self, root, train, download):
-            calls.append((root, train, download))
-            write_fake_cifar(Path(root))
+    class NeverCIFAR10(real):
+        def __init__(self, *args, **kwargs):
+            raise AssertionError("torchvision's CIFAR10 unpickles the batches; it must not be used")
 
-    monkeypatch.setattr(torchvision.datasets, "CIFAR10", FakeCIFAR10)
+    monkeypatch.setattr(torchvision.datasets.utils, "download_url", fake_download)
+    monkeypatch.setattr(torchvision.datasets, "CIFAR10", NeverCIFAR10)
     monkeypatch.setenv(SKIP_MD5_ENV, "1")
     data = load_data("cifar10", cache_dir=tmp_path / "cache", download=True)
-    assert calls == [(str(tmp_path / "cache"), True, True)] and len(data.train) == 100
+    assert calls == [(real.url, str(tmp_path / "cache"), CIFAR_ARCHIVE, real.tgz_md5)] and len(data.train) == 100
+    assert np.array_equal(data.train.images.numpy(), fake["train_images"])
 
-    class OfflineCIFAR10(FakeCIFAR10):
-        def __init__(self, root, train, download):
-            raise RuntimeError("<urlopen error [Errno -3] Temporary failure in name resolution>\nmore")
+    def offline(url, root, filename=None, md5=None):
+        raise RuntimeError("<urlopen error [Errno -3] Temporary failure in name resolution>\nmore")
 
-    monkeypatch.setattr(torchvision.datasets, "CIFAR10", OfflineCIFAR10)
+    monkeypatch.setattr(torchvision.datasets.utils, "download_url", offline)
     with pytest.raises(DataError, match="download failed: <urlopen error") as err:
         load_data("cifar10", cache_dir=tmp_path / "other", download=True)
     assert "\n" not in str(err.value) and "--data-dir" in str(err.value)
@@ -196,12 +175,6 @@ def test_archive_is_checked_and_extracted_into_the_cache(fake_cifar, tmp_path, r
         load_data("cifar10", data_dir=src, cache_dir=tmp_path / "cache2", download=False)
 
 
-def _write_idx(path: Path, array: np.ndarray, magic: int) -> None:
-    header = struct.pack(">II", magic, array.shape[0]) + b"".join(struct.pack(">I", d) for d in array.shape[1:])
-    with gzip.open(path, "wb") as f:
-        f.write(header + array.astype(np.uint8).tobytes())
-
-
 def test_fashion_mnist_from_generated_idx_files(tmp_path):
     rng = np.random.default_rng(1)
     raw = tmp_path / "data" / "FashionMNIST" / "raw"
@@ -209,8 +182,8 @@ def test_fashion_mnist_from_generated_idx_files(tmp_path):
     arrays = {}
     for prefix, n in (("train", 30), ("t10k", 12)):
         arrays[prefix] = (rng.integers(0, 256, (n, 28, 28)), rng.integers(0, 10, (n,)))
-        _write_idx(raw / f"{prefix}-images-idx3-ubyte.gz", arrays[prefix][0], 2051)
-        _write_idx(raw / f"{prefix}-labels-idx1-ubyte.gz", arrays[prefix][1], 2049)
+        write_idx(raw / f"{prefix}-images-idx3-ubyte.gz", arrays[prefix][0], 2051)
+        write_idx(raw / f"{prefix}-labels-idx1-ubyte.gz", arrays[prefix][1], 2049)
     data = load_data("fashion_mnist", data_dir=tmp_path / "data", cache_dir=tmp_path / "cache", download=False)
     assert data.train.images.shape == (30, 1, 28, 28) and data.train.images.dtype == torch.uint8
     assert np.array_equal(data.test.images[:, 0].numpy(), arrays["t10k"][0])

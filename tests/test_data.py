@@ -1,37 +1,26 @@
 """Data loading: torchvision's MNIST layout from a read-only folder (generated files), the offline
-error, scikit-learn digits and the synthetic set; the training-time augmentation."""
+error, scikit-learn digits and the synthetic set; the training-time augmentation. Damaged and stale
+data files: tests/test_data_integrity.py."""
 
 from __future__ import annotations
 
-import gzip
 import os
 import stat
-import struct
 
-import numpy as np
 import pytest
 import torch
 
 from flows.data import load_data
 from flows.errors import DataError
 from flows.train import shift_images
-
-
-def _write_idx(path, array: np.ndarray, magic: int) -> None:
-    header = struct.pack(">II", magic, array.shape[0]) + b"".join(struct.pack(">I", d) for d in array.shape[1:])
-    with gzip.open(path, "wb") as f:
-        f.write(header + array.astype(np.uint8).tobytes())
+from tests.datagen import write_fake_mnist
 
 
 @pytest.fixture
 def fake_mnist(tmp_path):
     """A read-only folder in torchvision's MNIST layout with 50 train and 20 test images."""
-    rng = np.random.default_rng(0)
     raw = tmp_path / "data" / "MNIST" / "raw"
-    raw.mkdir(parents=True)
-    for prefix, n in (("train", 50), ("t10k", 20)):
-        _write_idx(raw / f"{prefix}-images-idx3-ubyte.gz", rng.integers(0, 256, (n, 28, 28)), 2051)
-        _write_idx(raw / f"{prefix}-labels-idx1-ubyte.gz", rng.integers(0, 10, (n,)), 2049)
+    write_fake_mnist(raw, {"train": 50, "t10k": 20})
     for p in [raw, raw.parent, *raw.iterdir()]:
         p.chmod(p.stat().st_mode & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
     yield tmp_path / "data"
