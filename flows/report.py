@@ -8,7 +8,9 @@ report file. For each top-level HLS top (``myproject`` and, with VivadoAccelerat
 percentage of the part's resources; then every Vivado ``report_utilization`` found, the preferred
 one (the IP's own figures) first. ``--json`` prints the same data as JSON.
 
-`load_project_reports` returns that data as a dict; it is the function the CLI uses.
+The data comes from `flows.hlsreport.load_project_reports` (library code reads it from there);
+this module only formats it (`format_report`) and runs the command line (`main`). A build folder
+that was never synthesized shows the estimate in its ``report.json`` instead.
 """
 
 from __future__ import annotations
@@ -22,105 +24,9 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from flows.errors import FlowError, UsageError  # noqa: E402
-from flows.hls_reports import (  # noqa: E402
-    RESOURCE_KINDS,
-    HLSReport,
-    ReportError,
-    UtilizationReport,
-    find_reports,
-    parse_csynth,
-    parse_report,
-    parse_utilization,
-)
-
-log = logging.getLogger(__name__)
-
-
-def _rel(path: str | Path, root: Path) -> str:
-    try:
-        return str(Path(path).relative_to(root))
-    except ValueError:
-        return str(path)
-
-
-def _hls_entry(report: HLSReport, label: str, project: str, root: Path, fallback_used: bool = False) -> dict:
-    entry = {"label": label, "project": project, "file": _rel(report.path, root), "fallback_used": fallback_used}
-    entry.update(report.to_dict())
-    return entry
-
-
-def _util_entry(report: UtilizationReport, role: str, root: Path) -> dict:
-    entry = {"role": role, "file": _rel(report.path, root)}
-    entry.update(report.to_dict())
-    return entry
-
-
-def load_project_reports(dir: str | Path) -> dict:
-    """Parse every top-level HLS report and Vivado utilization report under `dir`.
-
-    Returns ``{"root", "hls": [...], "utilization": [...], "preferred_utilization", "warnings"}``;
-    each HLS entry is `HLSReport.to_dict()` plus ``label``, ``project``, ``file``; each utilization
-    entry is `UtilizationReport.to_dict()` plus ``role`` and ``file``. Utilization entries come in
-    order of preference (`flows.hls_reports.UTILIZATION_ROLES`); ``preferred_utilization`` is the
-    file of the first non-empty one. Raises `UsageError` when `dir` is missing or holds no report.
-    """
-    root = Path(dir)
-    warnings: list[str] = []
-    out: dict = {"root": str(root), "hls": [], "utilization": [], "preferred_utilization": None, "warnings": warnings}
-    if not root.exists():
-        raise UsageError(f"{root} does not exist (expected an hls4ml project folder or a report file)")
-
-    if root.is_file():
-        report = parse_report(root)
-        if isinstance(report, HLSReport):
-            out["hls"].append(_hls_entry(report, report.top, ".", root.parent))
-        else:
-            out["utilization"].append(_util_entry(report, "utilization", root.parent))
-            out["preferred_utilization"] = None if report.is_empty else root.name
-        return out
-
-    found = find_reports(root)
-    if not found:
-        raise UsageError(
-            f"no reports found under {root}: looked for <name>_prj/solution*/syn/report/<top>_csynth.xml "
-            "(or .rpt) and Vivado utilization reports (vivado_synth.rpt, *utilization*.rpt); "
-            "run C synthesis first"
-        )
-
-    for item in found.hls:
-        fallback_used = False
-        try:
-            report = parse_csynth(item.path)
-        except ReportError as exc:
-            if item.fallback is None:
-                raise
-            msg = f"{exc}; using {item.fallback.name} instead"
-            log.warning(msg)
-            warnings.append(msg)
-            report = parse_csynth(item.fallback)
-            fallback_used = True
-        out["hls"].append(_hls_entry(report, item.label, item.project, root, fallback_used))
-
-    for item in found.utilization:
-        try:
-            report = parse_utilization(item.path)
-        except ReportError as exc:
-            msg = f"skipped: {exc}"
-            log.warning(msg)
-            warnings.append(msg)
-            continue
-        role = item.role
-        if role == "system_synth" and report.is_empty:
-            role = "wrapper_blackbox"
-        elif role == "wrapper_blackbox" and not report.is_empty:
-            role = "system_synth"
-        out["utilization"].append(_util_entry(report, role, root))
-    out["utilization"].sort(key=lambda e: ("wrapper_blackbox" == e["role"], e["is_empty"]))
-    preferred = next((e for e in out["utilization"] if not e["is_empty"]), None)
-    out["preferred_utilization"] = preferred["file"] if preferred else None
-    return out
-
+from flows.boards import RESOURCE_KINDS  # noqa: E402
+from flows.errors import FlowError  # noqa: E402
+from flows.hlsreport import load_project_reports  # noqa: E402
 
 # --------------------------------------------------------------------------------------------
 # Text output

@@ -1,24 +1,29 @@
-"""Tests for flows/estimate.py: hand-computed layers, a real hls4ml graph, the fit search, calibration.
+"""Tests for the estimator (flows/estimator/): hand-computed layers, a real hls4ml graph, the fit search,
+the calibration data file, and the calibration against real reports.
 
-The calibration test reads the real reports in `<repo>/../shared/reports` through
-`bench/estimator.py` and skips when that folder is absent.
+The calibration tests read the real reports in `<repo>/../shared/reports` through the reference runs
+(`flows/estimator/reference_runs.json`) and skip when that folder is absent.
 """
 
 from __future__ import annotations
 
+import json
 import math
-import sys
 import time
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from flows.estimate import (
+from flows.errors import DataError
+from flows.estimator import (
+    CALIBRATIONS,
     DEFAULT_CALIBRATION,
+    EXPECTED_ERROR,
     VITIS_HLS_CALIBRATION,
     VIVADO_HLS_CALIBRATION,
     LayerSpec,
+    acc_bits,
     bram18_for,
     calibration_for,
     describe_hls_model,
@@ -30,8 +35,13 @@ from flows.estimate import (
     kernel_depth,
     multiplier_count,
     shrink_to_ii,
+    tree_registers,
     valid_reuse_factors,
 )
+from flows.estimator.calibration import CALIBRATION_FILE, load_calibrations, save_calibrations
+from flows.estimator.evaluation import CLAIMS, CV_CLAIMS, check_claims, evaluate
+from flows.estimator.fit import cross_validate
+from flows.estimator.runs import REFERENCE_RUNS_FILE, load_reference_runs
 
 ROOT = Path(__file__).resolve().parents[1]
 REPORTS = ROOT.parent / "shared" / "reports"
@@ -273,16 +283,14 @@ def test_latency_strategy_with_reuse_registers_every_product():
 def test_vitis_keeps_a_full_register_copy_per_stage():
     """Vivado HLS: the cuts of the adder tree hold the halving partial sums (decay 1); Vitis HLS keeps one
     full copy per stage (decay 0), so the same kernel has tree FFs = adders * acc * ff_per_adder_bit * stages."""
-    from flows.estimate import _acc_bits, _tree_registers
-
     spec = dense(16, 64, bits=8, nnz=247)
-    assert _tree_registers(spec, 5, 0.0) == pytest.approx(5.0)
-    assert _tree_registers(spec, 5, 1.0) < 2.0
+    assert tree_registers(spec, 5, 0.0) == pytest.approx(5.0)
+    assert tree_registers(spec, 5, 1.0) < 2.0
     v = VITIS_HLS_CALIBRATION
     est = estimate_layer(spec, 3.33, v)
     stages = kernel_depth(spec, 3.33, v) - 1
     assert stages >= 2
-    assert est.parts["adders"]["FF"] == pytest.approx(247 * _acc_bits(spec) * v.ff_per_adder_bit * stages)
+    assert est.parts["adders"]["FF"] == pytest.approx(247 * acc_bits(spec) * v.ff_per_adder_bit * stages)
 
 
 def test_stream_upsampling_holds_one_input_row_in_registers():
@@ -592,23 +600,23 @@ def test_shrink_without_slack_changes_nothing():
 
 
 # ------------------------------------------------------------------------------------------
-# Calibration against the real reports (claims are the bench's CLAIMS)
+# Calibration against the real reports (claims are flows.estimator.evaluation.CLAIMS)
 # ------------------------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
-def bench_result():
+def reference_runs():
     if not (REPORTS / "MANIFEST.md").is_file():
         pytest.skip(f"real reports folder {REPORTS} is absent")
-    sys.path.insert(0, str(ROOT))
-    from bench.estimator import DEFAULT_CALIBRATIONS, evaluate
+    return load_reference_runs(REPORTS)
 
-    return evaluate(DEFAULT_CALIBRATIONS)
+
+@pytest.fixture(scope="module")
+def bench_result(reference_runs):
+    return evaluate(CALIBRATIONS, reference_runs)
 
 
 def test_calibration_within_claimed_tolerance(bench_result):
-    from bench.estimator import CLAIMS, check_claims
-
     failures = check_claims(bench_result["summary"])
     assert not failures, failures
     assert CLAIMS  # the claims exist and are checked
@@ -638,29 +646,10 @@ def test_layer_figures_come_from_module_reports_or_instance_tables(bench_result)
     assert sum(len(r["layers"]) for r in bench_result["runs"]) == 212
 
 
-def test_read_instances_parses_both_tables():
-    if not (REPORTS / "MANIFEST.md").is_file():
-        pytest.skip(f"real reports folder {REPORTS} is absent")
-    sys.path.insert(0, str(ROOT))
-    from bench.estimator import read_instances
-
-    rpt = REPORTS / "fastmachinelearning__hls4ml-tutorial__pruned_cnn/myproject_prj/solution1/syn/report"
-    inst = read_instances(rpt / "myproject_csynth.rpt")
-    conv = inst["conv_2d_cl_array_array_ap_fixed_16u_config7_s"]
-    assert conv == {"LUT": 38710.0, "FF": 10465.0, "DSP": 786.0, "BRAM36": 0.0, "latency": 229.0}
-    assert inst["softmax_array_array_ap_fixed_10u_softmax_config27_s"]["BRAM36"] == 2.0
-    assert "Total" not in inst and len(inst) == 16  # 15 layers and Block_proc
-
-
 @pytest.mark.slow
-def test_cross_validated_errors_within_claims():
+def test_cross_validated_errors_within_claims(reference_runs):
     """Leave-one-network-out: each network estimated with constants fitted without it (13 refits)."""
-    if not (REPORTS / "MANIFEST.md").is_file():
-        pytest.skip(f"real reports folder {REPORTS} is absent")
-    sys.path.insert(0, str(ROOT))
-    from bench.estimator import CV_CLAIMS, DEFAULT_CALIBRATIONS, check_claims, cross_validate
-
-    cv = cross_validate(DEFAULT_CALIBRATIONS)
+    cv = cross_validate(CALIBRATIONS, reference_runs)
     assert len(cv["runs"]) == 23
     failures = check_claims(cv["summary"], CV_CLAIMS)
     assert not failures, failures
@@ -668,12 +657,64 @@ def test_cross_validated_errors_within_claims():
 
 def test_expected_error_matches_the_published_cross_validation():
     """The typical error a build report quotes is the committed bench result, not a number typed in."""
-    import json
-
-    from flows.estimate import EXPECTED_ERROR
-
     cv = json.loads((ROOT / "bench" / "results" / "estimator.json").read_text())["cv"]["summary"]
     for tool, errs in EXPECTED_ERROR.items():
         assert set(errs) == {"LUT", "FF", "DSP", "BRAM36", "latency", "II"}
         for metric, value in errs.items():
             assert value == pytest.approx(round(cv[tool][metric]["median_abs_rel_error"], 2)), (tool, metric)
+
+
+# ------------------------------------------------------------------------------------------
+# The data files: calibration.json and reference_runs.json
+# ------------------------------------------------------------------------------------------
+
+
+def test_calibration_file_round_trips(tmp_path: Path):
+    """What the library loads is what the fitter writes: saving the loaded presets gives the same bytes."""
+    calibs, expected = load_calibrations()
+    assert calibs == CALIBRATIONS and expected == EXPECTED_ERROR
+    assert calibs["vivado_hls"] is not calibs["vitis_hls"] and DEFAULT_CALIBRATION == calibs["vivado_hls"]
+    out = tmp_path / "calibration.json"
+    save_calibrations(calibs, expected, out)
+    assert out.read_bytes() == CALIBRATION_FILE.read_bytes()
+    # fitted constants are stored to 4 significant digits, int fields stay ints
+    save_calibrations({**calibs, "vivado_hls": replace(calibs["vivado_hls"], lut_layer_base=142.43210)}, expected, out)
+    reread, _ = load_calibrations(out)
+    assert reread["vivado_hls"].lut_layer_base == 142.4
+    assert isinstance(reread["vivado_hls"].depth_extra_cycles, int)
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda d: d["vivado_hls"].pop("t_mult_ns"), "missing \\['t_mult_ns'\\]"),
+        (lambda d: d["vitis_hls"].update(lut_per_bit=1.0), "unknown \\['lut_per_bit'\\]"),
+        (lambda d: d["vivado_hls"].update(depth_extra_cycles=0.5), "whole number"),
+        (lambda d: d["vivado_hls"].update(t_add_ns="fast"), "finite number"),
+        (lambda d: d["expected_error"].pop("vitis_hls"), "expected_error"),
+    ],
+)
+def test_bad_calibration_file_names_the_problem(tmp_path: Path, edit, message):
+    data = json.loads(CALIBRATION_FILE.read_text())
+    edit(data)
+    path = tmp_path / "calibration.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(DataError, match=message):
+        load_calibrations(path)
+
+
+def test_reference_runs_build_without_the_reports(tmp_path: Path):
+    """Every run's network builds (one module stem per layer after the input); a bad operation is a DataError."""
+    runs = load_reference_runs(tmp_path)
+    assert len(runs) == 23 and len({r.key for r in runs}) == 23
+    assert len({r.network for r in runs}) == 13  # runs 01/02 are one network, each sweep is one
+    for run in runs:
+        specs = run.build()
+        assert specs[0].kind == "input" and specs[0].io_type == run.net["io_type"]
+        assert len(run.modules) == len(specs) - 1, run.key
+    data = json.loads(REFERENCE_RUNS_FILE.read_text())
+    data["runs"][0]["net"]["layers"].append({"op": "lstm", "units": 8})
+    bad = tmp_path / "runs.json"
+    bad.write_text(json.dumps(data))
+    with pytest.raises(DataError, match="unknown layer operation 'lstm'"):
+        load_reference_runs(tmp_path, bad)[0].build()

@@ -1,4 +1,4 @@
-"""Tests for flows/hls_reports.py: real reports from ../shared/reports and synthetic error cases.
+"""Tests for the report parsers (flows/hlsreport/): real reports from ../shared/reports and synthetic error cases.
 
 The real reports are read in place from `<repo>/../shared/reports` (see its MANIFEST.md, whose
 numbers the tables below repeat); those tests skip when the folder is absent. Synthetic snippets
@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from flows.errors import FlowError, UsageError
-from flows.hls_reports import (
+from flows.errors import FlowError, ReportError, UsageError
+from flows.hlsreport import (
     HLSReport,
-    ReportError,
     UtilizationReport,
     find_reports,
     parse_csynth,
+    parse_csynth_instances,
     parse_csynth_rpt,
     parse_csynth_xml,
     parse_report,
@@ -645,3 +645,13 @@ def test_find_reports_synthetic_tree(tmp_path: Path) -> None:
     assert [(u.role, u.path.name) for u in found.utilization] == [("synth", "vivado_synth.rpt")]
     found = find_reports(tmp_path)
     assert [h.label for h in found.hls] == ["proj:net"]
+
+
+def test_csynth_instances_parses_both_tables(reports: Path):
+    """The instance tables of a top-level .rpt: per-module resources (utilization detail) and latency."""
+    rpt = reports / "fastmachinelearning__hls4ml-tutorial__pruned_cnn/myproject_prj/solution1/syn/report"
+    inst = parse_csynth_instances(rpt / "myproject_csynth.rpt")
+    conv = inst["conv_2d_cl_array_array_ap_fixed_16u_config7_s"]
+    assert conv == {"LUT": 38710.0, "FF": 10465.0, "DSP": 786.0, "BRAM36": 0.0, "latency": 229.0}
+    assert inst["softmax_array_array_ap_fixed_10u_softmax_config27_s"]["BRAM36"] == 2.0
+    assert "Total" not in inst and len(inst) == 16  # 15 layers and Block_proc

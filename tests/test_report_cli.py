@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from flows.errors import UsageError
-from flows.report import format_report, load_project_reports, main
+from flows.hlsreport import load_project_reports
+from flows.report import format_report, main
 
 REPO = Path(__file__).resolve().parents[1]
 REPORTS = Path(__file__).resolve().parents[2] / "shared" / "reports"
