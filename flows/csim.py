@@ -1,48 +1,176 @@
 """C simulation of the generated HLS C++ (g++) and its parity check against the PyTorch model.
 
-`compile_project` runs the project's own `build_lib.sh` (what hls4ml's `compile()` runs) and
-`CSimLibrary` calls the resulting shared library through ctypes in double precision, so every
-fixed-point output arrives exactly. `compare` computes argmax agreement, bit-exactness and the
-largest difference against the quantized PyTorch model evaluated in float64 (exact for
-fixed-point sums). When they disagree, `diagnose` re-converts the model with hls4ml tracing on and
-walks the layers in order against the QONNX execution of the same inputs, to name the first layer
-that diverges and the PyTorch module it came from.
+`compile_project` builds the project's C-simulation library with g++ itself, with the sources and
+flags of the build_lib.sh hls4ml writes for the backend (a script found on disk is never run): any
+old library of the project is deleted first, objects go to a temporary folder, the library is
+renamed into place only when g++ succeeded, and `csim_library.json` records which library belongs to
+which project folder and sources. `load_library` checks that record (a library compiled for another
+folder would read its weights from there, and exits the process if they are gone) and returns a
+`CSimLibrary`, which calls the library through ctypes in double precision, so every fixed-point
+output arrives exactly. `compare` computes argmax agreement, bit-exactness and the largest difference
+against the quantized PyTorch model evaluated in float64 (exact for fixed-point sums). When they
+disagree, `diagnose` walks hls4ml's traced layer outputs in order against the QONNX execution of the
+same inputs, to name the first layer that diverges and the PyTorch module it came from.
 """
 
 from __future__ import annotations
 
 import ctypes
+import functools
+import hashlib
+import json
 import logging
+import os
+import re
+import secrets
 import shutil
+import signal
 import subprocess
+import tempfile
+import time
+from contextlib import redirect_stdout
 from dataclasses import asdict, dataclass, field
+from io import StringIO
 from pathlib import Path
 
 import numpy as np
 import numpy.ctypeslib as npc
 from tqdm import tqdm
 
+from flows.atomic import atomic_write_text
 from flows.errors import ToolError
+from flows.export import execute_qonnx
+from flows.hls_names import onnx_names, onnx_output_for
 
 log = logging.getLogger(__name__)
 
+CXX = "g++"
+LIBRARY_RECORD = "csim_library.json"  # in the project folder, written by compile_project
+
+
+@functools.cache
+def _supports(cxx: str, flag: str) -> bool:
+    """Whether the compiler accepts `flag` (build_lib.sh's probe: an empty translation unit, -Werror)."""
+    probe = [cxx, "-Werror", "-fsyntax-only", flag, "-xc++", "-", "-o", os.devnull]
+    return subprocess.run(probe, input="", capture_output=True, text=True).returncode == 0
+
+
+def compile_flags(axi_wrapper: bool) -> list[str]:
+    """build_lib.sh's CFLAGS: VivadoAccelerator's script pins C++11, Vivado/Vitis take C++23 when available."""
+    flags = ["-O3", "-fPIC", "-std=c++11" if axi_wrapper or not _supports(CXX, "-std=c++23") else "-std=c++23"]
+    if _supports(CXX, "-fno-gnu-unique"):
+        flags.append("-fno-gnu-unique")
+    return flags
+
+
+def _sources(project: Path, project_name: str) -> list[Path]:
+    axi = project / "firmware" / f"{project_name}_axi.cpp"
+    names = [project / "firmware" / f"{project_name}.cpp"] + ([axi] if axi.exists() else [])
+    return names + [project / f"{project_name}_bridge.cpp"]
+
+
+def sources_digest(project: Path, project_name: str) -> str:
+    """SHA-256 over the bridge and every firmware file but libraries: what a library was compiled from."""
+    h = hashlib.sha256()
+    files = sorted(p for p in (project / "firmware").rglob("*") if p.is_file() and p.suffix != ".so")
+    for path in [project / f"{project_name}_bridge.cpp", *files]:
+        h.update(str(path.relative_to(project)).encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()
+
+
+def _run_compiler(cmd: list[str], cwd: Path) -> tuple[int, str]:
+    """Run one compiler command in its own process group; on interrupt, terminate the whole group."""
+    env = {**os.environ, "LC_ALL": "C"}  # plain ASCII diagnostics
+    proc = subprocess.Popen(
+        cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+    )
+    try:
+        out, _ = proc.communicate()
+    except BaseException:  # KeyboardInterrupt, SystemExit: never leave cc1plus running
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            try:
+                os.killpg(proc.pid, sig)
+                proc.wait(timeout=5)
+                break
+            except ProcessLookupError:
+                break
+            except subprocess.TimeoutExpired:
+                continue
+        raise
+    return proc.returncode, out
+
+
+def _first_error(output: str) -> str:
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    return next((line for line in lines if re.search(r"\berror:", line)), lines[0] if lines else "no output")
+
 
 def compile_project(project: Path, project_name: str) -> Path:
-    """g++ the C simulation library; clear errors when g++ is missing or the compile fails."""
-    from flows.convert import library_path
+    """g++ the C-simulation library of a written project; returns `firmware/<name>-<stamp>.so`.
 
-    if shutil.which("g++") is None:
-        raise ToolError("g++ is not on PATH; install it (Debian/Ubuntu: apt install g++) to run the C simulation")
-    project = Path(project)
-    script = project / "build_lib.sh"
-    if not script.exists():
-        raise ToolError(f"{script} does not exist: run the convert step first")
-    lib = library_path(project, project_name)
-    proc = subprocess.run(["bash", "build_lib.sh"], cwd=project, capture_output=True, text=True)
-    if proc.returncode != 0 or not lib.exists():
-        tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])
-        raise ToolError(f"g++ could not compile the C simulation in {project}:\n{tail}")
-    return lib
+    Raises ToolError (exit 4) when g++ is missing, a source is missing or the compiler fails; the
+    message names the compiler's first error line. The returned path is under `project` as given."""
+    if shutil.which(CXX) is None:
+        raise ToolError(f"{CXX} is not on PATH; install it (Debian/Ubuntu: apt install g++) to run the C simulation")
+    given = Path(project)
+    project = given.resolve()
+    firmware = project / "firmware"
+    sources = _sources(project, project_name)
+    missing = [str(p) for p in sources if not p.is_file()]
+    if missing:
+        raise ToolError(f"{project} has no {', '.join(missing)}: run the convert step first")
+    for old in firmware.glob(f"{project_name}-*.so"):  # an old library must never be loaded by mistake
+        old.unlink()
+    (project / LIBRARY_RECORD).unlink(missing_ok=True)
+    weights_dir = firmware / "weights"
+    flags = compile_flags(axi_wrapper=len(sources) == 3)
+    defines = ["-Ifirmware/ap_types/", "-D", f'WEIGHTS_DIR="{weights_dir}"']
+    lib = firmware / f"{project_name}-{secrets.token_hex(4)}.so"
+    t0 = time.time()
+    with tempfile.TemporaryDirectory(prefix="fireflow-csim-") as tmp:
+        objects = [Path(tmp) / f"{src.stem}.o" for src in sources]
+        partial = firmware / f".{lib.name}.partial"  # renamed into place only once g++ succeeded
+        commands = [
+            [CXX, *flags, *defines, "-c", str(src.relative_to(project)), "-o", str(obj)]
+            for src, obj in zip(sources, objects)
+        ]
+        commands.append([CXX, *flags, "-shared", *map(str, objects), "-o", str(partial)])
+        try:
+            for cmd in commands:
+                code, output = _run_compiler(cmd, project)
+                if code != 0:
+                    log.debug("%s output:\n%s", CXX, output)
+                    raise ToolError(f"{CXX} could not compile the C simulation in {project}: {_first_error(output)}")
+            os.replace(partial, lib)
+        finally:
+            partial.unlink(missing_ok=True)
+    if not lib.is_file() or lib.stat().st_mtime < t0 - 1:
+        raise ToolError(f"{CXX} reported success but wrote no new library {lib}")
+    record = {
+        "library": lib.name,
+        "weights_dir": str(weights_dir),
+        "sources_sha256": sources_digest(project, project_name),
+    }
+    atomic_write_text(project / LIBRARY_RECORD, json.dumps(record, indent=2) + "\n")
+    log.info("compiled the C simulation in %.1f s: %s", time.time() - t0, lib.relative_to(project))
+    return given / "firmware" / lib.name
+
+
+def load_library(project: Path, project_name: str, n_in: int, n_out: int) -> CSimLibrary:
+    """The compiled C simulation of `project`, after checking it was compiled for this folder and these sources."""
+    project = Path(project).resolve()
+    record_path = project / LIBRARY_RECORD
+    if not record_path.is_file():
+        raise ToolError(f"{project} has no compiled C simulation ({LIBRARY_RECORD}): rerun the convert step")
+    record = json.loads(record_path.read_text())
+    lib = project / "firmware" / record["library"]
+    if record["weights_dir"] != str(project / "firmware" / "weights") or not lib.is_file():
+        raise ToolError(
+            f"the C simulation library in {project} was compiled for {record['weights_dir']}: rerun the convert step"
+        )
+    if record["sources_sha256"] != sources_digest(project, project_name):
+        raise ToolError(f"the sources in {project} changed after the C simulation was compiled: rerun the convert step")
+    return CSimLibrary(lib, project_name, n_in, n_out)
 
 
 class CSimLibrary:
@@ -123,52 +251,11 @@ class LayerDivergence:
         )
 
 
-def _torch_module(doc: str) -> str:
-    """'/features/fire1/expand3x3/Conv' -> 'features.fire1.expand3x3'."""
-    parts = [p for p in doc.split("/") if p]
-    parts = [p for p in parts[:-1] if p not in ("export_handler", "act_quant", "activation_impl")]
-    return ".".join(p.split("_export")[0] for p in parts)
-
-
-def _onnx_output_for(wrapper, node_name: str) -> tuple[str, str, str] | None:
-    """The ONNX tensor an hls4ml layer's output corresponds to (following a trailing Quant)."""
-    node = next((n for n in wrapper.graph.node if n.name == node_name), None)
-    if node is None:
-        return None
-    tensor = node.output[0]
-    doc = node.doc_string
-    while True:
-        consumers = wrapper.find_consumers(tensor) or []
-        if len(consumers) == 1 and consumers[0].op_type == "Quant" and wrapper.get_initializer(tensor) is None:
-            tensor = consumers[0].output[0]
-            doc = consumers[0].doc_string or doc
-            continue
-        break
-    return node.name, tensor, _torch_module(doc or node_name)
-
-
-def _candidate_node_names(hls_name: str) -> list[str]:
-    from flows.convert import HLS_PREFIXES
-
-    names = [hls_name]
-    for prefix in HLS_PREFIXES:
-        if hls_name.startswith(prefix):
-            names.append(hls_name[len(prefix) :])
-    if hls_name.endswith("_act"):
-        names.append(hls_name[: -len("_act")])
-    return names
-
-
 def diagnose(wrapper, hls_model, x_hw: np.ndarray, debug_dir: Path) -> LayerDivergence | None:
     """Trace every hls4ml layer on a few inputs and find the first that disagrees with QONNX.
 
     `hls_model` must have been converted with tracing on (`flows.convert.convert(..., trace=True)`).
     """
-    from contextlib import redirect_stdout
-    from io import StringIO
-
-    from flows.export import execute_qonnx
-
     hls_model.config.config["OutputDir"] = str(debug_dir)
     with redirect_stdout(StringIO()):
         hls_model.write()
@@ -180,8 +267,8 @@ def diagnose(wrapper, hls_model, x_hw: np.ndarray, debug_dir: Path) -> LayerDive
             continue
         match = None
         fused = layer.get_attr("fused_activation")  # flows/hls_passes.py: its output is the ReLU's
-        for candidate in ([fused] if fused else []) + _candidate_node_names(layer.name):
-            match = _onnx_output_for(wrapper, candidate)
+        for candidate in ([fused] if fused else []) + onnx_names(layer.name):
+            match = onnx_output_for(wrapper, candidate)
             if match:
                 break
         if match is None:

@@ -10,16 +10,29 @@ file) -> record PyTorch module names -> qonnx cleanup -> `ConvertToChannelsLastA
 from __future__ import annotations
 
 import logging
-import os
+import math
 import tempfile
 import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
+from onnx import helper
+from qonnx.core.modelwrapper import ModelWrapper
+from qonnx.transformation.channels_last import (
+    AbsorbChanFirstIntoMatMul,
+    ConvertToChannelsLastAndClean,
+    RemoveConsecutiveChanFirstAndChanLastTrafos,
+)
+from qonnx.transformation.gemm_to_matmul import GemmToMatMul
+from qonnx.transformation.infer_shapes import InferShapes
+from qonnx.util.cleanup import cleanup_model
 from torch import nn
 
+from flows.atomic import atomic_write_bytes
 from flows.errors import VerificationError
+from flows.hls_names import node_module
+from flows.transforms import CancelInverseTransposes, MoveTransposesPastConcat, RecordSourceNames
 
 log = logging.getLogger(__name__)
 
@@ -45,18 +58,6 @@ def export_brevitas(model: nn.Module, in_shape: tuple[int, ...], path: Path) -> 
 
 def clean_qonnx(raw_path: Path, channels_last: bool):
     """Cleanup, channels-last conversion (incl. Concat), Gemm->MatMul. Returns a ModelWrapper."""
-    from qonnx.core.modelwrapper import ModelWrapper
-    from qonnx.transformation.channels_last import (
-        AbsorbChanFirstIntoMatMul,
-        ConvertToChannelsLastAndClean,
-        RemoveConsecutiveChanFirstAndChanLastTrafos,
-    )
-    from qonnx.transformation.gemm_to_matmul import GemmToMatMul
-    from qonnx.transformation.infer_shapes import InferShapes
-    from qonnx.util.cleanup import cleanup_model
-
-    from flows.transforms import CancelInverseTransposes, MoveTransposesPastConcat, RecordSourceNames
-
     model = ModelWrapper(str(raw_path))
     model = model.transform(RecordSourceNames())
     model = cleanup_model(model)
@@ -87,10 +88,6 @@ def absorb_input_quant(model):
     build an elementwise cast over the whole input (784 lanes for an MLP in io_stream). The type is
     stored in the model's metadata (`fireflow_input_precision`) for flows/convert.py.
     """
-    import math
-
-    from onnx import helper
-
     graph = model.graph
     name = graph.input[0].name
     consumers = model.find_consumers(name) or []
@@ -132,8 +129,6 @@ def check_power_of_two_scales(wrapper) -> None:
 
     A scale that is not a power of two comes from a quantizer whose calibration saw only zeros: a ReLU
     that never fires (Brevitas then stores a tiny epsilon scale)."""
-    import math
-
     for node in wrapper.graph.node:
         if node.op_type != "Quant" or wrapper.get_initializer(node.input[0]) is not None:
             continue
@@ -143,7 +138,7 @@ def check_power_of_two_scales(wrapper) -> None:
         for value in np.atleast_1d(np.asarray(scale, dtype=np.float64)).tolist():
             exponent = math.log2(value) if value > 0 else float("nan")
             if not (exponent == exponent and exponent == round(exponent) and -32 <= exponent <= 32):
-                where = _module_of(wrapper, node)
+                where = node_module(wrapper, node)
                 raise VerificationError(
                     f"activation quantizer {where or node.name} has scale {value:.3g}, not a power of two: its "
                     "layer output was all zeros during calibration (a dead ReLU); widen that layer (more "
@@ -151,29 +146,22 @@ def check_power_of_two_scales(wrapper) -> None:
                 )
 
 
-def _module_of(wrapper, quant_node) -> str:
-    """The PyTorch module path recorded for a node (or its producer), e.g. 'features.fire1.squeeze_act'."""
-    from flows.csim import _torch_module
+def export_model(model: nn.Module, in_shape: tuple[int, ...], out_path: Path, scratch: Path | None = None):
+    """Export, clean and save `out_path` (atomically). Returns the cleaned ModelWrapper.
 
-    for node in (quant_node, wrapper.find_producer(quant_node.input[0])):
-        if node is not None and node.doc_string:
-            return _torch_module(node.doc_string)
-    return ""
-
-
-def export_model(model: nn.Module, in_shape: tuple[int, ...], out_path: Path):
-    """Export, clean and save `out_path` (atomically). Returns the cleaned ModelWrapper."""
+    The raw export and its intermediate files go to a temporary folder inside `scratch` (default: the
+    folder of `out_path`)."""
     _quiet_onnxruntime()
     channels_last = len(in_shape) == 3
     out_path = Path(out_path)
-    with tempfile.TemporaryDirectory(dir=out_path.parent) as tmp:
+    with tempfile.TemporaryDirectory(dir=scratch or out_path.parent) as tmp:
         raw = Path(tmp) / "raw.onnx"
         export_brevitas(model, in_shape, raw)
         wrapper = clean_qonnx(raw, channels_last)
         check_power_of_two_scales(wrapper)
         staged = Path(tmp) / out_path.name
         wrapper.save(str(staged))
-        os.replace(staged, out_path)
+        atomic_write_bytes(out_path, staged.read_bytes())
     n_transpose = sum(1 for n in wrapper.graph.node if n.op_type == "Transpose")
     if n_transpose:
         log.warning("%d Transpose nodes remain in the channels-last graph (full reorders in hardware)", n_transpose)

@@ -13,6 +13,9 @@ LSB times the weight LSB, and the int32 bias sits on that grid too (Brevitas' In
 input scale times the weight scale). So `fixed<I+F, I>` with F = F_in + F_w fractional bits and I
 integer bits covering that range represents every value exactly: the C simulation stays bit-exact
 while the multiply-accumulate and the FIFOs shrink (about 33 -> 16-20 bits here).
+
+`exact_accumulator(layer)` computes that type for one hls4ml conv/dense layer; the
+`ExactAccumulators` pass (flows/hls_passes.py) applies it while hls4ml infers the types.
 """
 
 from __future__ import annotations
@@ -26,7 +29,6 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
-MAC_CLASSES = ("Conv1D", "Conv2D", "PointwiseConv1D", "PointwiseConv2D", "Dense")
 _TYPE_RE = re.compile(r"^(u?)fixed<\s*(-?\d+)\s*,\s*(-?\d+)")
 
 
@@ -80,34 +82,31 @@ def accumulator_bounds(weight: np.ndarray, bias: np.ndarray | None, x: FixedType
     return float(min(0.0, b.min(), acc_lo.min())), float(max(0.0, b.max(), acc_hi.max()))
 
 
-def exact_layer_types(hls_model) -> dict[str, dict[str, str]]:
-    """Per MAC layer: exact 'accum' (and 'result', except Dense) precisions, where narrower than now."""
-    out: dict[str, dict[str, str]] = {}
-    for layer in hls_model.get_layers():
-        if layer.class_name not in MAC_CLASSES:
-            continue
-        x = parse_fixed(layer.get_input_variable().type.precision)
-        w_type = parse_fixed(layer.weights["weight"].type.precision)
-        if x is None or w_type is None:
-            continue
-        bias = layer.weights.get("bias")
-        b_data = None if bias is None else np.asarray(bias.data, dtype=np.float64)
-        w_data = np.asarray(layer.weights["weight"].data, dtype=np.float64)
-        n_out = layer.get_attr("n_filt") or layer.get_attr("n_out") or (len(b_data) if b_data is not None else None)
-        if n_out and w_data.shape[-1] != n_out and w_data.shape[0] == n_out:
-            w_data = np.moveaxis(w_data, 0, -1)  # the Resource strategy stores weights output-major
-        frac = x.frac + w_type.frac
-        if b_data is not None:
-            scaled = b_data * 2.0**frac
-            if not np.all(scaled == np.round(scaled)):  # a bias off the product grid: keep hls4ml's types
-                log.warning("%s: bias is not on the accumulator grid; keeping hls4ml's accumulator type", layer.name)
-                continue
-        lo, hi = accumulator_bounds(w_data, b_data, x)
-        t = exact_type(lo, hi, frac)
-        current = parse_fixed(layer.types["accum_t"].precision) if "accum_t" in layer.types else None
-        if current is not None and current.width <= t.width:
-            continue
-        # a Dense comes from MatMul + Add: an explicit result type on the MatMul would stop hls4ml from
-        # folding the Add into it (it then adds a separate bias layer), so only its accumulator is set
-        out[layer.name] = {"accum": str(t)} if layer.class_name == "Dense" else {"accum": str(t), "result": str(t)}
-    return out
+def exact_accumulator(layer) -> FixedType | None:
+    """The exact accumulator type of an hls4ml conv/dense layer, or None to keep hls4ml's.
+
+    Needs the layer's input, weight and accumulator types resolved. None when a type is not
+    fixed-point, when the bias is off the product grid, or when hls4ml's accumulator is already as
+    narrow."""
+    x = parse_fixed(layer.get_input_variable().type.precision)
+    w_type = parse_fixed(layer.weights["weight"].type.precision)
+    if x is None or w_type is None:
+        return None
+    bias = layer.weights.get("bias")
+    b_data = None if bias is None else np.asarray(bias.data, dtype=np.float64)
+    w_data = np.asarray(layer.weights["weight"].data, dtype=np.float64)
+    n_out = layer.get_attr("n_filt") or layer.get_attr("n_out") or (len(b_data) if b_data is not None else None)
+    if n_out and w_data.shape[-1] != n_out and w_data.shape[0] == n_out:
+        w_data = np.moveaxis(w_data, 0, -1)  # the Resource strategy stores weights output-major
+    frac = x.frac + w_type.frac
+    if b_data is not None:
+        scaled = b_data * 2.0**frac
+        if not np.all(scaled == np.round(scaled)):  # a bias off the product grid: keep hls4ml's types
+            log.warning("%s: bias is not on the accumulator grid; keeping hls4ml's accumulator type", layer.name)
+            return None
+    lo, hi = accumulator_bounds(w_data, b_data, x)
+    t = exact_type(lo, hi, frac)
+    current = parse_fixed(layer.types["accum_t"].precision) if "accum_t" in layer.types else None
+    if current is not None and current.width <= t.width:
+        return None
+    return t

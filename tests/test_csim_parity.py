@@ -11,7 +11,7 @@ import json
 
 import pytest
 
-from flows.build import run_build
+from flows.api import run_build
 from flows.errors import VerificationError
 from tests.conftest import SMALL, copy_build
 
@@ -59,19 +59,16 @@ def test_report_has_required_keys(fire_stream_build):
 
 
 def test_project_has_pynq_wrapper_and_testbench(fire_stream_build):
+    """The convert step's project (with its compiled library); the csim step's testbench data beside it."""
     out, report = fire_stream_build
     prj = out / "hls4ml_prj"
-    for rel in (
-        "firmware/myproject.cpp",
-        "firmware/myproject_axi.cpp",
-        "design.tcl",
-        "axi_stream_driver.py",
-        "build_prj.tcl",
-        "tb_data/tb_input_features.dat",
-        "tb_data/tb_output_predictions.dat",
-    ):
+    for rel in ("firmware/myproject.cpp", "firmware/myproject_axi.cpp", "design.tcl", "axi_stream_driver.py"):
         assert (prj / rel).is_file(), rel
-    rows = (prj / "tb_data/tb_input_features.dat").read_text().strip().splitlines()
+    assert (prj / "build_prj.tcl").is_file() and list((prj / "firmware").glob("myproject-*.so"))
+    tb = out / "csim" / "tb_data"  # the csim step writes into its own folder, not into the project
+    for name in ("tb_input_features.dat", "tb_output_predictions.dat"):
+        assert (tb / name).is_file(), name
+    rows = (tb / "tb_input_features.dat").read_text().strip().splitlines()
     assert len(rows) == SMALL["csim.tb_samples"] and len(rows[0].split()) == 28 * 28
     assert "xc7z020clg400-1" in (prj / "hls4ml_config.yml").read_text()
 
@@ -85,7 +82,9 @@ def test_fire_concat_has_no_transposes(fire_stream_build):
 def test_fire_io_parallel_bit_exact_reuses_training(fire_stream_build, tmp_path):
     src, _ = fire_stream_build
     out = copy_build(src, tmp_path / "parallel")
-    report = run_build("lenet5_fire", "pynq-z2", {**SMALL, "out_dir": str(out), "hls.io_type": "io_parallel"})
+    # the fit search would switch to io_stream (io_parallel does not fit the board): keep the configured design
+    overrides = {"hls.io_type": "io_parallel", "hls.fit": False, "hls.require_fit": False}
+    report = run_build("lenet5_fire", "pynq-z2", {**SMALL, "out_dir": str(out), **overrides})
     _assert_exact(report, SMALL["csim.samples"])
     steps = json.loads((out / "steps.json").read_text())["steps"]
     assert steps["train"]["skipped"] and steps["qat"]["skipped"] and steps["export"]["skipped"]

@@ -13,7 +13,7 @@ from flows.boards import load_board
 from flows.config import load_config
 from flows.convert import convert
 from flows.csim import CSimLibrary, compile_project
-from flows.estimate import describe_hls_model, estimate_design
+from flows.estimator import describe_hls_model, estimate_design
 
 
 def _convert(build_dir, out, fuse: bool):

@@ -3,15 +3,20 @@ and on a real exported Fire module: structure (no Transpose left) and numbers (e
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
+
 import numpy as np
 import pytest
+import qonnx.core.onnx_exec as oxe
 import torch
 from onnx import TensorProto, helper
 from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.transformation.infer_shapes import InferShapes
 from qonnx.util.basic import qonnx_make_model
 
-from flows.export import clean_qonnx, execute_qonnx, export_brevitas, quantize_inputs
+from flows.errors import VerificationError
+from flows.export import check_power_of_two_scales, clean_qonnx, execute_qonnx, export_brevitas, quantize_inputs
 from flows.transforms import CancelInverseTransposes, MoveTransposesPastConcat, count_ops
 from models import build_model
 from models.quant import QuantSpec
@@ -40,8 +45,6 @@ def _graph(perms=(NCHW, NCHW), fork=False, tail_perm=NHWC) -> ModelWrapper:
 
 
 def _run(model: ModelWrapper, inputs: dict) -> dict:
-    import qonnx.core.onnx_exec as oxe
-
     return oxe.execute_onnx(model, inputs)
 
 
@@ -137,9 +140,6 @@ def test_concat_straight_into_flatten_leaves_no_transpose():
         for _ in range(3):
             net(torch.rand(64, 1, 28, 28))
     net.eval()
-    import tempfile
-    from pathlib import Path
-
     with tempfile.TemporaryDirectory() as tmp:
         raw = Path(tmp) / "raw.onnx"
         export_brevitas(net, (1, 28, 28), raw)
@@ -153,9 +153,6 @@ def test_concat_straight_into_flatten_leaves_no_transpose():
 
 def test_dead_relu_scale_is_a_clear_error():
     """A quantizer calibrated on all-zero activations gets a tiny, non-power-of-two scale."""
-    from flows.errors import VerificationError
-    from flows.export import check_power_of_two_scales
-
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])
     inits = [

@@ -16,6 +16,7 @@ from functools import lru_cache
 
 from flows.estimator.blocks import ceil_div
 from flows.estimator.spec import MAC_KINDS, LayerSpec
+from flows.hls_passes import FIFO_IMPL_ATTR, FUSED_ATTR
 
 _CLASS_KIND = {
     "Dense": "dense",
@@ -116,7 +117,7 @@ def _describe_layer(layer: object, io_type: str) -> LayerSpec:
         pragma = getattr(out_var, "pragma", None)
         if isinstance(pragma, tuple) and len(pragma) == 2 and pragma[0] == "stream":
             extra["fifo_depth"] = int(pragma[1])
-        if getattr(out_var, "fifo_impl", None) == "srl":  # set by flows.convert.set_fifo_depths
+        if getattr(out_var, FIFO_IMPL_ATTR, None) == "srl":  # set by flows.hls_passes.SizeStreamFifos
             extra["fifo_impl"] = "srl"
 
     kw: dict = {
@@ -137,8 +138,8 @@ def _describe_layer(layer: object, io_type: str) -> LayerSpec:
         "extra": extra,
     }
     if kind in MAC_KINDS:
-        if attr("fused_activation"):  # flows/hls_passes.py: a ReLU became this layer's output cast
-            extra["fused_activation"] = str(attr("fused_activation"))
+        if attr(FUSED_ATTR):  # flows/hls_passes.py: a ReLU became this layer's output cast
+            extra["fused_activation"] = str(attr(FUSED_ATTR))
         weight = layer.get_weights("weight")
         n_weights = int(weight.data.size)
         nzeros = int(getattr(weight, "nzeros", 0) or 0)
