@@ -1,6 +1,7 @@
-"""The one typed build configuration: dataclasses, validation, JSON round trip, `--set` overrides.
+"""The one typed build configuration: dataclasses, validation, JSON/YAML round trip, `--set` overrides.
 
 Everything needed to rebuild is in `BuildConfig`; it is saved as `config.json` in every build folder.
+Config files may be JSON or YAML (parsed with `yaml.safe_load`: data only, nothing executes).
 Invalid values raise `UsageError` naming the field and the valid choices; nothing is silently
 replaced. Per-model default recipes (models/__init__.py) are applied before user overrides.
 """
@@ -9,10 +10,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any, get_args, get_origin, get_type_hints
 
+from flows.configfile import dump_yaml, read_config_file, reject_json_constant
 from flows.errors import UsageError
 
 IO_TYPES = ("io_stream", "io_parallel")
@@ -200,6 +203,8 @@ def _convert(value: Any, hint: Any, where: str) -> Any:
     if hint is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise UsageError(f"config {where}: expected a number, got {value!r}")
+        if not math.isfinite(value):
+            raise UsageError(f"config {where}: expected a finite number, got {value!r}")
         return float(value)
     if hint is str:
         if not isinstance(value, str):
@@ -229,14 +234,21 @@ def config_from_dict(data: dict) -> BuildConfig:
     return cfg
 
 
-def load_config(path: str | Path) -> BuildConfig:
-    try:
-        data = json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise UsageError(f"config file {path} does not exist") from None
-    except json.JSONDecodeError as exc:
-        raise UsageError(f"config file {path} is not valid JSON: {exc}") from None
+def load_config(path: str | Path, model: str | None = None, board: str | None = None) -> BuildConfig:
+    """A config file (JSON or YAML); `model`/`board` (from the command line) fill or replace its own."""
+    data = read_config_file(path)
+    if model is not None:
+        data["model"] = model
+    if board is not None:
+        data["board"] = board
+    if "model" not in data:
+        raise UsageError(f"config file {path} has no 'model' key; name the model on the command line")
     return config_from_dict(data)
+
+
+def to_yaml(cfg: BuildConfig) -> str:
+    """The config as YAML (what `config.yaml` in a build folder holds; `--config` reads it back)."""
+    return dump_yaml(cfg.to_dict())
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
@@ -245,10 +257,13 @@ def parse_override(text: str) -> tuple[list[str], Any]:
         raise UsageError(f"--set {text!r}: expected KEY=VALUE, e.g. train.epochs=3")
     key, raw = text.split("=", 1)
     try:
-        value = json.loads(raw)
+        value = json.loads(raw, parse_constant=reject_json_constant)
     except json.JSONDecodeError:
         value = raw
     return key.strip().split("."), value
+
+
+FREE_FORM_TABLES = ("layer_reuse", "layer_precision", "quality", "density", "ratios")  # keyed by layer name
 
 
 def apply_overrides(data: dict, overrides: dict[str, Any]) -> dict:
@@ -256,14 +271,14 @@ def apply_overrides(data: dict, overrides: dict[str, Any]) -> dict:
     out = json.loads(json.dumps(data))
     for dotted, value in overrides.items():
         path = dotted.split(".")
+        if len(path) > 3 and path[1] in FREE_FORM_TABLES:  # layer names contain dots: features.fire1.squeeze
+            path = [path[0], path[1], ".".join(path[2:])]
         node = out
         for part in path[:-1]:
             if part not in node or not isinstance(node[part], dict):
                 raise UsageError(f"config key {dotted!r}: {part!r} is not a section")
             node = node[part]
-        free_form = path[0] == "arch" or (
-            len(path) > 2 and path[1] in ("layer_reuse", "layer_precision", "quality", "density", "ratios")
-        )
+        free_form = path[0] == "arch" or (len(path) > 2 and path[1] in FREE_FORM_TABLES)
         if path[-1] not in node and not free_form:
             raise UsageError(f"config key {dotted!r} does not exist; see config.json of a build for valid keys")
         node[path[-1]] = value
@@ -290,8 +305,13 @@ def _positive(where: str, value: Any, allow_zero: bool = False) -> None:
         raise UsageError(f"config {where} = {value!r} must be {'>= 0' if allow_zero else '> 0'}")
 
 
+SEED_MAX = 2**32 - 1  # what every random generator of the flow (torch, numpy, scikit-learn) accepts
+
+
 def validate(cfg: BuildConfig) -> None:
     """Range and choice checks that types alone do not catch."""
+    if not 0 <= cfg.seed <= SEED_MAX:
+        raise UsageError(f"config seed = {cfg.seed} must be in 0..{SEED_MAX}")
     _choice("data.dataset", cfg.data.dataset, DATASETS)
     _choice("hls.io_type", cfg.hls.io_type, IO_TYPES)
     _choice("hls.strategy", cfg.hls.strategy, STRATEGIES)

@@ -172,13 +172,26 @@ def available_models() -> list[str]:
 
 
 def resolve_model(name: str) -> ModelEntry:
-    """Look a name up in the registry, or import a user's `package.module:function` entry point."""
+    """Look a name up in the registry, or import a user's `package.module:function` entry point.
+
+    Raises KeyError for an unknown name and ValueError (with the reason) for an entry point that
+    cannot be imported or is not a function."""
     if name in MODELS:
         return MODELS[name]
     if ":" in name:
         module_name, func_name = name.split(":", 1)
-        module = importlib.import_module(module_name)
-        return ModelEntry(getattr(module, func_name), f"user model {name}", {})
+        if not module_name or module_name.startswith(".") or not func_name:
+            raise ValueError(f"entry point {name!r} must be an absolute 'package.module:function'")
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as exc:
+            raise ValueError(f"cannot import {module_name!r} ({exc}); is its folder on PYTHONPATH?") from None
+        except Exception as exc:  # the user's module failed while importing
+            raise ValueError(f"importing {module_name!r} failed: {type(exc).__name__}: {exc}") from None
+        func = getattr(module, func_name, None)
+        if not callable(func):
+            raise ValueError(f"{module_name!r} has no function {func_name!r}")
+        return ModelEntry(func, f"user model {name}", {})
     raise KeyError(name)
 
 
@@ -189,7 +202,11 @@ def build_model(
     num_classes: int = 10,
     arch: dict | None = None,
 ) -> nn.Module:
-    return resolve_model(name).build(quant, tuple(in_shape), num_classes, dict(arch or {}))
+    """Build a network; a user entry point that does not return an `nn.Module` is a ValueError."""
+    model = resolve_model(name).build(quant, tuple(in_shape), num_classes, dict(arch or {}))
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"{name} returned {type(model).__name__}, not a torch.nn.Module")
+    return model
 
 
 def count_weights(model: nn.Module) -> int:

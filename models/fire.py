@@ -91,6 +91,13 @@ class FireNetSpec:
         return [fire_widths(e, self.squeeze_ratio, self.pct3x3) for e in self.expand]
 
     def validate(self) -> None:
+        for name in ("stem_channels", "stem_a_channels", "fc_hidden"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value < (0 if name == "fc_hidden" else 1)):
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        for widths in [*(self.fires or ()), *([self.stem_fire] if self.stem_fire else [])]:
+            if any(not isinstance(w, int) or w < 1 for w in widths):
+                raise ValueError(f"Fire widths (squeeze, expand1x1, expand3x3) must be positive, got {widths}")
         if self.pool not in ("max", "avg"):
             raise ValueError(f"pool must be 'max' or 'avg', got {self.pool!r}")
         if self.stem_kernel not in (3, 5):
