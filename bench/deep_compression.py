@@ -45,7 +45,7 @@ QUICK = {
 
 
 def run(model: str, args) -> dict:
-    from flows.build import run_build
+    from flows.api import run_build
 
     overrides = {"out_dir": f"{args.out}/dc-{model}", "hls.require_fit": False}
     if args.quick:
@@ -79,7 +79,7 @@ def run(model: str, args) -> dict:
 def main() -> None:
     args = base_parser(__doc__).parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
-    from flows.build import quiet_libraries
+    from flows.api import quiet_libraries
 
     quiet_libraries()
     results = [run(m, args) for m in ("lenet300_100", "lenet5")]

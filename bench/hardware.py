@@ -47,7 +47,7 @@ def csynth_over_vivado_lut() -> float | None:
 
 
 def run_pair(args) -> dict:
-    from flows.build import run_build
+    from flows.api import run_build
     from flows.config import parse_override
 
     common = build_overrides(args, **{"hls.require_fit": False})
@@ -95,7 +95,7 @@ def main() -> None:
     p.add_argument("--force", metavar="STEP", help="rerun STEP and the steps after it (e.g. convert)")
     args = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
-    from flows.build import quiet_libraries
+    from flows.api import quiet_libraries
 
     quiet_libraries()
     reports = run_pair(args)

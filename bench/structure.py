@@ -19,7 +19,7 @@ from _common import base_parser, build_overrides, table, write_results
 
 
 def build_pair(model: str, args) -> dict:
-    from flows.build import run_build
+    from flows.api import run_build
 
     common = build_overrides(args, **{"hls.require_fit": False})
     base_dir = Path(args.out) / f"structure-{model}-base"
@@ -62,7 +62,7 @@ def main() -> None:
     p.add_argument("--csim-samples", type=int, default=None, help="default: the whole test set")
     args = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
-    from flows.build import quiet_libraries
+    from flows.api import quiet_libraries
 
     quiet_libraries()
     results = [build_pair(m, args) for m in args.models]

@@ -15,12 +15,13 @@ block design tcl and the PYNQ driver), `Vivado` or `Vitis` (plain HLS IP for the
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from importlib.resources import files
 from pathlib import Path
 
 from flows.errors import UsageError
 
-CONSTRAINTS_DIR = Path(__file__).resolve().parent.parent / "constraints"
+CONSTRAINTS_DIR = Path(str(files("constraints")))  # package data: found in editable and plain installs
 RESOURCE_KINDS = ("LUT", "FF", "DSP", "BRAM36", "URAM")
 BACKENDS = ("VivadoAccelerator", "Vivado", "Vitis")
 _REQUIRED = ("name", "part", "clock_period_ns", "backend", "resources", "source")
@@ -38,7 +39,6 @@ class Board:
     source: str
     description: str = ""
     hls4ml_board: str | None = None
-    extra: dict = field(default_factory=dict)
 
     @property
     def clock_mhz(self) -> float:

@@ -1,9 +1,9 @@
-"""Command line of the build: `python flows/build.py MODEL --board BOARD [options]`.
+"""Command line of the build: `python flows/build.py MODEL --board BOARD [options]` (`fireflow-build`).
 
-Thin by design: it parses arguments into the typed `BuildConfig`, then runs the ordered steps of
-`flows/steps.py` through `flows/pipeline.py`. The same functions are the Python API:
+Thin by design: it parses arguments into overrides of the typed `BuildConfig` and calls the Python
+API, `flows.api.run_build`, which runs the named step list of `flows/flow.py`:
 
-    from flows.build import run_build
+    from flows.api import run_build
     report = run_build("lenet5_fire", "pynq-z2", overrides={"train.epochs": 3})
 
 Errors the user can fix print one line and exit non-zero (2 for bad input), without a traceback.
@@ -12,101 +12,26 @@ Errors the user can fix print one line and exit non-zero (2 for bad input), with
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import os
 import sys
-import warnings
 from pathlib import Path
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from flows.logs import quiet_libraries  # noqa: E402
+
+quiet_libraries()  # before torch is imported (through flows.api): its import-time warnings break one-line errors
+
+from flows.api import resolve_config, run_build  # noqa: E402
 from flows.boards import available_boards, load_board  # noqa: E402
-from flows.config import BuildConfig, apply_overrides, config_from_dict, load_config, parse_override  # noqa: E402
+from flows.config import parse_override  # noqa: E402
 from flows.errors import FlowError, UsageError  # noqa: E402
+from flows.flow import step_names_for  # noqa: E402
+from models import MODELS  # noqa: E402
 
-log = logging.getLogger("fireflow")
-
-
-def quiet_libraries() -> None:
-    """Silence third-party chatter that says nothing to a user of the flow."""
-    warnings.filterwarnings("ignore")
-    for name in ("torch.utils.cpp_extension", "brevitas", "qonnx", "hls4ml", "onnx", "matplotlib"):
-        logging.getLogger(name).setLevel(logging.ERROR)
-    os.environ.setdefault("ORT_LOGGING_LEVEL", "3")
-
-
-def resolve_config(
-    model: str, board: str, overrides: dict | None = None, config_file: str | None = None
-) -> BuildConfig:
-    """Defaults, then the model's recipe, then a config file, then explicit overrides; validated."""
-    from models import MODELS, available_models, resolve_model
-
-    try:
-        entry = resolve_model(model)
-    except (KeyError, ImportError, AttributeError, ValueError):
-        raise UsageError(
-            f"unknown model {model!r}; valid models: {', '.join(available_models())} "
-            "(or a 'package.module:function' entry point)"
-        ) from None
-    if board not in available_boards():
-        raise UsageError(f"unknown board {board!r}; valid boards: {', '.join(available_boards())}")
-    base = BuildConfig(model=model, board=board).to_dict()
-    base = apply_overrides(base, entry.defaults if model in MODELS else {})
-    if config_file:
-        file_cfg = load_config(config_file).to_dict()
-        file_cfg.update({"model": model, "board": board})
-        base = file_cfg
-    base = apply_overrides(base, overrides or {})
-    return config_from_dict(base)
-
-
-def prepare_out_dir(cfg: BuildConfig) -> Path:
-    out = Path(cfg.out_dir) if cfg.out_dir else Path("hls") / f"{cfg.model.replace(':', '_')}-{cfg.board}"
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".write-test"
-        probe.write_text("ok")
-        probe.unlink()
-    except OSError as exc:
-        raise UsageError(
-            f"cannot write to the output folder {out} ({exc.strerror or exc}); choose a writable one with --out DIR"
-        ) from None
-    return out.resolve()
-
-
-def run_build(
-    model: str,
-    board: str,
-    overrides: dict | None = None,
-    config_file: str | None = None,
-    force: str | None = None,
-    until: str | None = None,
-) -> dict:
-    """Build `model` for `board`; returns report.json's content (or the metrics so far with --until)."""
-    from flows.pipeline import atomic_write_text, run_steps
-    from flows.steps import Build, steps_for
-
-    cfg = resolve_config(model, board, overrides, config_file)
-    out = prepare_out_dir(cfg)
-    build = Build(cfg=cfg, board=load_board(board), out=out)
-    atomic_write_text(out / "config.json", cfg.to_json() + "\n")
-    log.info("build folder %s", out)
-    run_steps(build, steps_for(cfg), force=force, until=until)
-    report_path = out / "report.json"
-    if until is None and report_path.exists():
-        report = json.loads(report_path.read_text())
-        resources = report.get("resources") or {}
-        if cfg.hls.require_fit and resources and not resources.get("fits", True):
-            from flows.hardware import DoesNotFitError
-
-            explanation = (resources.get("fit") or {}).get("explanation") or "see report.md"
-            raise DoesNotFitError(
-                f"{explanation} (report: {out / 'report.md'}; --set hls.require_fit=false accepts it)"
-            )
-        return report
-    return build.metrics
+# `flows.build.run_build` was the documented API before `flows.api`; kept as an alias for users' scripts
+__all__ = ["main", "quiet_libraries", "resolve_config", "run_build"]
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -127,7 +52,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--io-type", choices=["io_stream", "io_parallel"], help="hls4ml I/O type")
     p.add_argument("--csim-samples", type=int, help="test images through the C simulation (default: all)")
     p.add_argument("--synth", action="store_true", help="run Vivado/Vitis HLS synthesis (tool must be on PATH)")
-    p.add_argument("--config", help="a config.json (e.g. from an earlier build) to start from")
+    p.add_argument("--config", help="a config.json or config.yaml (e.g. from an earlier build) to start from")
     p.add_argument(
         "--set",
         action="append",
@@ -166,19 +91,25 @@ def overrides_from_args(args: argparse.Namespace) -> dict:
 
 
 def print_listing() -> None:
-    from flows.steps import STEPS
-    from models import MODELS
-
-    print("models:")
+    print("models (default recipe: its steps and key settings):")
     for name, entry in sorted(MODELS.items()):
         print(f"  {name:14s} {entry.description}")
+        cfg = resolve_config(name, "pynq-z2")
+        print(f"  {'':14s} steps: {' -> '.join(step_names_for(cfg))}")
+        keys = ", ".join(f"{k}={_plain(v)}" for k, v in entry.defaults.items())
+        print(f"  {'':14s} recipe: {keys or 'defaults'}")
     print("boards:")
     for name in available_boards():
         b = load_board(name)
         print(f"  {name:14s} {b.part:22s} {b.backend}")
-    print(
-        "steps: " + " -> ".join(s.name for s in STEPS) + " (compress.enabled adds prune -> share -> encode after train)"
-    )
+
+
+def _plain(value) -> str:
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {_plain(v)}" for k, v in value.items()) + "}"
+    return str(value)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,19 +1,18 @@
 """Hardware figures of a build: estimates, the fit to the board, real synthesis when the tools exist.
 
-- `fit_design`: estimate the converted design (flows/estimate.py); if it does not fit the board's
+- `fit_design`: estimate the converted design (flows/estimator); if it does not fit the board's
   budget, search reuse factors and strategies per layer (and then the other io type) for the least
   latency that fits, or fail with the search's explanation. With `hls.objective=area` the fitting
-  design then gets area recovery (`flows.estimate.shrink_to_ii`): reuse factors rise wherever a layer
+  design then gets area recovery (`flows.estimator.shrink_to_ii`): reuse factors rise wherever a layer
   has slack, keeping the II (or the one `hls.target_images_per_second` asks for).
 - `find_hls_tool` / `run_synthesis`: Vivado HLS (`vivado_hls`) for the Vivado and VivadoAccelerator
-  backends, Vitis HLS (`vitis-run`) for Vitis; reports are read with flows/hls_reports.py.
+  backends, Vitis HLS (`vitis-run`) for Vitis; reports are read with flows/hlsreport.
 - `resources_section` / `latency_section`: report.json's `resources` and `latency`, each with one
   `source` ("estimate", "vivado" or "vitis"): sources are never mixed in one total.
 """
 
 from __future__ import annotations
 
-import io
 import logging
 import shutil
 import subprocess
@@ -21,25 +20,26 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from flows.boards import RESOURCE_KINDS
 from flows.errors import ToolError
+from flows.estimator import EXPECTED_ERROR, describe_hls_model, estimate_design, fit_to_budget, shrink_to_ii, tool_of
+from flows.hls_names import config_names
+from flows.hlsreport import load_project_reports
 
 log = logging.getLogger(__name__)
-
-RESOURCES = ("LUT", "FF", "DSP", "BRAM36", "URAM")
 
 
 @dataclass
 class FitOutcome:
     io_type: str
     layer_settings: dict[str, dict]  # hls4ml layer name -> {"ReuseFactor", "Strategy"}
-    estimate: Any  # flows.estimate.DesignEstimate
+    estimate: Any  # flows.estimator.DesignEstimate
     searched: bool
     explanation: str
     fits: bool = True
 
 
 def estimate_model(hls_model, board, clock_period_ns: float, io_type: str, pipelined_axi: bool):
-    from flows.estimate import describe_hls_model, estimate_design
 
     specs = describe_hls_model(hls_model)
     est = estimate_design(specs, clock_period_ns, io_type, backend=board.backend, axi_pipelined=pipelined_axi)
@@ -48,20 +48,12 @@ def estimate_model(hls_model, board, clock_period_ns: float, io_type: str, pipel
 
 def _pinned_layers(specs, pinned_keys) -> set[str]:
     """hls4ml layer names whose reuse factor the user set (config keys 'Conv_0' match 'Conv2D_Conv_0')."""
-    from flows.convert import HLS_PREFIXES
-
     keys = set(pinned_keys)
-    out = set()
-    for spec in specs:
-        stripped = [spec.name[len(p) :] for p in HLS_PREFIXES if spec.name.startswith(p)]
-        if spec.name in keys or any(k in keys for k in stripped):
-            out.add(spec.name)
-    return out
+    return {spec.name for spec in specs if keys.intersection(config_names(spec.name))}
 
 
 def _recover_area(outcome: FitOutcome, specs, board, clock_period_ns, pipelined_axi, target_ii, pinned) -> FitOutcome:
-    """Objective "area": raise reuse factors where a layer has slack, keeping the II (flows.estimate.shrink_to_ii)."""
-    from flows.estimate import shrink_to_ii
+    """Objective "area": raise reuse factors where a layer has slack, keeping the II (flows.estimator.shrink_to_ii)."""
 
     settings = outcome.layer_settings
     if settings:  # the fit search changed the configuration: start from its choices
@@ -123,7 +115,6 @@ def fit_design(
     With ``objective="area"`` (and the search on) the fitting design then gets area recovery: reuse
     factors rise where a layer has slack, keeping the II at ``target_ii`` (default: the fitting design's);
     layers in ``pinned`` (config keys of user-set reuse factors) are left as configured."""
-    from flows.estimate import fit_to_budget
 
     def finish(outcome: FitOutcome, specs) -> FitOutcome:
         if objective == "area" and search:
@@ -172,7 +163,6 @@ def find_hls_tool(backend: str) -> list[str] | None:
 
 def run_synthesis(project: Path, backend: str, vsynth: bool = False) -> dict:
     """C synthesis (and optionally Vivado logic synthesis) of the project; returns the parsed reports."""
-    from flows.report import load_project_reports
 
     cmd = find_hls_tool(backend)
     if cmd is None:
@@ -219,9 +209,9 @@ def synthesis_figures(reports: dict, project_name: str) -> dict:
 def resources_section(
     figures: dict[str, float], source: str, board, layers: list[dict] | None = None, fit: dict | None = None
 ) -> dict:
-    budget = {k: board.resources[k] for k in RESOURCES}
-    used = {k: float(figures.get(k, 0.0)) for k in RESOURCES}
-    util = {k: (used[k] / budget[k] if budget[k] else (0.0 if used[k] == 0 else float("inf"))) for k in RESOURCES}
+    budget = {k: board.resources[k] for k in RESOURCE_KINDS}
+    used = {k: float(figures.get(k, 0.0)) for k in RESOURCE_KINDS}
+    util = {k: (used[k] / budget[k] if budget[k] else (0.0 if used[k] == 0 else float("inf"))) for k in RESOURCE_KINDS}
     return {
         "source": source,
         **used,
@@ -247,7 +237,6 @@ def latency_section(cycles: float, ii: float, clock_period_ns: float, source: st
 def estimate_sections(est, board) -> tuple[dict, dict]:
     """resources/latency sections from a DesignEstimate (source 'estimate'), with the typical error of
     the board's HLS tool (`EXPECTED_ERROR`)."""
-    from flows.estimate import EXPECTED_ERROR, tool_of
 
     d = est.to_dict()
     layers = []
@@ -257,14 +246,14 @@ def estimate_sections(est, board) -> tuple[dict, dict]:
             {
                 "name": lay.get("name"),
                 "kind": lay.get("kind"),
-                **{k: _value(res.get(k)) for k in RESOURCES},
+                **{k: _value(res.get(k)) for k in RESOURCE_KINDS},
                 "latency": _value(lay.get("latency_cycles")),
                 "ii": _value(lay.get("ii_cycles")),
                 "reuse_factor": lay.get("reuse_factor"),
                 "strategy": lay.get("strategy"),
             }
         )
-    totals = {k: _value(d["resources"].get(k)) for k in RESOURCES}
+    totals = {k: _value(d["resources"].get(k)) for k in RESOURCE_KINDS}
     resources = resources_section(totals, "estimate", board, layers)
     resources["notes"] = d.get("notes", [])
     tool = tool_of(board.backend)
@@ -275,92 +264,3 @@ def estimate_sections(est, board) -> tuple[dict, dict]:
 
 def _value(v: Any) -> Any:
     return v.get("value") if isinstance(v, dict) else v
-
-
-def hardware_markdown(resources: dict, latency: dict, board) -> str:
-    src = resources["source"]
-    label = {
-        "estimate": "analytical estimate (flows/estimate.py; no vendor tool ran)",
-        "vivado": "Vivado HLS synthesis report",
-        "vitis": "Vitis HLS synthesis report",
-    }.get(src, src)
-    lines = [
-        f"## Hardware on {board.name} ({board.part}) — source: {label}",
-        "",
-        "| resource | used | budget | utilization |",
-        "|---|---:|---:|---:|",
-    ]
-    for k in RESOURCES:
-        lines.append(
-            f"| {k} | {resources[k]:,.1f} | {resources['budget'][k]:,.0f} | {100 * resources['utilization'][k]:.1f}% |"
-        )
-    ips = latency.get("images_per_second")
-    lines += [
-        "",
-        f"Fits: **{'yes' if resources['fits'] else 'no'}**. Latency {latency['cycles']:,.0f} cycles "
-        f"({latency['latency_us']:.1f} us), initiation interval {latency['ii']:,.0f} cycles: "
-        f"**{ips:,.0f} images/s** at {1000 / latency['clock_period_ns']:.0f} MHz (source: {latency['source']})."
-        if ips
-        else "",
-    ]
-    expected = resources.get("expected_error")
-    if expected:
-        errs = expected["median_abs_rel_error"]
-        lines += [
-            "",
-            f"Typical error of these estimates ({expected['tool'].replace('_', ' ')}, median |error| against "
-            "real csynth reports of networks the calibration did not see): "
-            + ", ".join(f"{k} {100 * v:.0f}%" for k, v in errs.items())
-            + " (bench/results/estimator.md). They predict HLS C synthesis, which counts more LUTs than Vivado's "
-            "own synthesis.",
-        ]
-    fit = resources.get("fit") or {}
-    if fit.get("explanation"):
-        lines += ["", f"Fit search: {fit['explanation']}"]
-    if resources.get("layers"):
-        lines += [
-            "",
-            "| layer | kind | reuse | strategy | LUT | FF | DSP | BRAM36 | latency | II |",
-            "|---|---|---:|---|---:|---:|---:|---:|---:|---:|",
-        ]
-        for lay in resources["layers"]:
-            if not any(lay.get(k) for k in ("LUT", "FF", "DSP", "BRAM36")):
-                continue
-            lines.append(
-                f"| {lay['name']} | {lay['kind']} | {lay.get('reuse_factor') or '—'} | "
-                f"{lay.get('strategy') or '—'} | {lay['LUT'] or 0:,.0f} | {lay['FF'] or 0:,.0f} | "
-                f"{lay['DSP'] or 0:,.0f} | {lay['BRAM36'] or 0:,.1f} | {lay.get('latency') or 0:,} | "
-                f"{lay.get('ii') or 0:,} |"
-            )
-    for note in resources.get("notes", []):
-        lines.append(f"- {note}")
-    return "\n".join(lines)
-
-
-def plot_utilization(resources: dict, board, path: Path) -> str | None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from flows.pipeline import atomic_write_bytes
-
-    kinds = [k for k in RESOURCES if resources["budget"][k] > 0]
-    util = [100 * resources["utilization"][k] for k in kinds]
-    fig, ax = plt.subplots(figsize=(6, 3.2))
-    colors = ["tab:red" if u > 100 else "tab:blue" for u in util]
-    ax.bar(kinds, util, color=colors)
-    ax.axhline(100, color="black", linestyle="--", linewidth=1)
-    for i, (k, u) in enumerate(zip(kinds, util)):
-        ax.text(i, u, f"{resources[k]:,.0f}\n{u:.0f}%", ha="center", va="bottom", fontsize=8)
-    ax.set(
-        ylabel="% of budget",
-        title=f"{board.name} utilization ({resources['source']})",
-        ylim=(0, max(110, max(util) * 1.25)),
-    )
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
-    return str(path)

@@ -1,69 +1,50 @@
-"""The step runner: an ordered list of steps, each cached by the hash of its inputs.
+"""The step runner: an ordered list of steps, each cached by the hash of its inputs and its code.
 
-A step is `Step(name, run, config_keys, outputs)`; `run(build) -> metrics` writes its artifacts into
-the build folder. `steps.json` records per step: status, seconds, input hash, output hash, metrics.
-The input hash covers the step's name and version, the fireflow version, the config sections it
-reads and the output hashes of every step before it, so changing `hls.io_type` reruns conversion and
-C simulation but not training. A rerun skips a step whose input hash matches and whose outputs
-exist; `force` reruns a step and everything after it. Files are written to a temporary name and renamed into place.
+A step is `Step(name, run, result_type, config_keys, outputs)`; `run(ctx) -> result` writes its
+artifacts (the paths in `outputs`, relative to the build folder, which only this step writes) and
+returns a typed result (`flows/results.py`). `steps.json` records per step: status, seconds, input
+hash, output hash, the result (`metrics`), and the full error text of a failure.
+
+The input hash covers the step's name, the hash of its code (`flows/codehash.py`: the step module and
+every first-party module it imports), the config sections it reads and the output hashes of every
+step before it: changing `hls.io_type` reruns conversion and C simulation but not training, and an
+edited or upgraded flow reruns what its change touches. A rerun skips a step only when its input hash
+matches *and* its outputs still hash to what was recorded: a damaged or edited artifact is rebuilt,
+and the log says so. A step about to rerun first removes its own outputs and those of every later
+step, so a failure never leaves an older report that looks current. Each step gets a fresh scratch
+folder `.tmp/<step>/`, removed when the step ends and at the start of the next run.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
+import shutil
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from flows import __version__
-from flows.atomic import atomic_write_bytes
+from flows.atomic import atomic_write_json, hash_json, hash_path
+from flows.codehash import code_hash
 from flows.errors import FlowError, UsageError
 
 log = logging.getLogger(__name__)
 
 STEPS_FILE = "steps.json"
+TMP_DIR = ".tmp"
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode())
+class Context(Protocol):
+    """What the runner needs of a build context (flows/context.py's BuildContext has it)."""
 
-
-def atomic_write_json(path: Path, data: Any) -> None:
-    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False, default=_json_default) + "\n")
-
-
-def _json_default(obj: Any) -> Any:
-    if hasattr(obj, "item"):
-        return obj.item()
-    if hasattr(obj, "tolist"):
-        return obj.tolist()
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"not JSON serializable: {type(obj).__name__}")
-
-
-def hash_json(data: Any) -> str:
-    return hashlib.sha256(json.dumps(data, sort_keys=True, default=_json_default).encode()).hexdigest()[:16]
-
-
-def hash_path(path: Path) -> str:
-    """Content hash of a file, or of every file under a folder (names and contents)."""
-    path = Path(path)
-    h = hashlib.sha256()
-    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
-    for p in files:
-        if p.suffix in (".so", ".o"):
-            continue
-        h.update(str(p.relative_to(path.parent if path.is_file() else path)).encode())
-        with open(p, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
-    return h.hexdigest()[:16]
+    out: Path
+    cfg: Any  # .section(*names) -> dict
+    results: Any  # .set(name, result)
+    tmp: Path | None
 
 
 @dataclass(frozen=True)
@@ -71,11 +52,13 @@ class Step:
     """One stage of the build."""
 
     name: str
-    run: Callable[[Any], dict]
+    run: Callable[[Any], Any]
+    result_type: type
     config_keys: tuple[str, ...] = ()
-    outputs: tuple[str, ...] = ()  # paths relative to the build folder
-    version: int = 1  # bump when the step's code changes what it produces
+    outputs: tuple[str, ...] = ()  # paths relative to the build folder, written by this step only
     description: str = ""
+    # inputs beyond the config and earlier steps (e.g. the data's content hash), part of the cache key
+    inputs: Callable[[Any], Any] | None = None
 
 
 @dataclass
@@ -84,7 +67,7 @@ class StepRecord:
     seconds: float
     input_hash: str
     output_hash: str = ""
-    metrics: dict = field(default_factory=dict)
+    metrics: dict = field(default_factory=dict)  # the step's result (to_dict)
     finished: str = ""
     error: str = ""
     skipped: bool = False
@@ -97,18 +80,54 @@ def load_records(out: Path) -> dict[str, StepRecord]:
     try:
         data = json.loads(path.read_text())
         return {name: StepRecord(**rec) for name, rec in data.get("steps", {}).items()}
-    except (json.JSONDecodeError, TypeError) as exc:
+    except (ValueError, TypeError, AttributeError, OSError) as exc:
         log.warning("ignoring unreadable %s (%s): every step reruns", path, exc)
         return {}
 
 
 def save_records(out: Path, records: dict[str, StepRecord]) -> None:
-    atomic_write_json(Path(out) / STEPS_FILE, {"version": 1, "steps": {k: vars(v) for k, v in records.items()}})
+    atomic_write_json(Path(out) / STEPS_FILE, {"version": 2, "steps": {k: vars(v) for k, v in records.items()}})
 
 
-def run_steps(
-    build: Any, steps: list[Step], force: str | None = None, until: str | None = None
-) -> dict[str, StepRecord]:
+def output_hash(out: Path, step: Step, result: Any) -> str:
+    if step.outputs:
+        return hash_json([hash_path(out / p) if (out / p).exists() else None for p in step.outputs])
+    return hash_json(result.to_dict())
+
+
+def step_key(ctx: Context, step: Step, upstream: list[str]) -> str:
+    return hash_json(
+        {
+            "step": step.name,
+            "code": code_hash(step.run.__module__),
+            "config": ctx.cfg.section(*step.config_keys) if step.config_keys else {},
+            "inputs": step.inputs(ctx) if step.inputs else None,
+            "upstream": upstream,
+        }
+    )
+
+
+def _reusable(ctx: Context, step: Step, rec: StepRecord | None, key: str) -> Any | None:
+    """The stored result when the step can be skipped, else None (with the reason logged)."""
+    if rec is None or rec.status != "done" or rec.input_hash != key:
+        return None
+    out = Path(ctx.out)
+    missing = [p for p in step.outputs if not (out / p).exists()]
+    if missing:
+        log.info("step %-9s reruns: %s missing", step.name, ", ".join(missing))
+        return None
+    try:
+        result = step.result_type.from_dict(rec.metrics)
+    except TypeError:
+        log.info("step %-9s reruns: its stored result is from another version of the flow", step.name)
+        return None
+    if step.outputs and output_hash(out, step, result) != rec.output_hash:
+        log.warning("step %-9s reruns: its artifacts changed since it ran (%s)", step.name, ", ".join(step.outputs))
+        return None
+    return result
+
+
+def run_steps(ctx: Context, steps: list[Step], force: str | None = None, until: str | None = None) -> dict:
     """Run (or skip) the steps in order; returns the records of every step that ran or was reused."""
     names = [s.name for s in steps]
     for label, value in (("--force", force), ("--until", until)):
@@ -116,56 +135,60 @@ def run_steps(
             raise UsageError(f"{label} {value!r} is not a step; steps: {', '.join(names)}")
     forced_from = names.index(force) if force else len(steps)
     stop_at = names.index(until) if until else len(steps) - 1
-    out = Path(build.out)
+    out = Path(ctx.out)
+    shutil.rmtree(out / TMP_DIR, ignore_errors=True)  # scratch of an interrupted run
     records = load_records(out)
     upstream: list[str] = []
     for i, step in enumerate(steps[: stop_at + 1]):
-        key = hash_json(
-            {
-                "step": step.name,
-                "version": step.version,
-                "fireflow": __version__,
-                "config": build.cfg.section(*step.config_keys) if step.config_keys else {},
-                "upstream": upstream,
-            }
-        )
+        try:
+            key = step_key(ctx, step, upstream)  # may read the step's inputs (the data) and fail
+        except BaseException:  # keep the artifacts (they are verified on the next run), drop the summary
+            _invalidate_downstream(out, steps[-1:], records)  # that would look like this run's result
+            raise
         rec = records.get(step.name)
-        outputs_exist = all((out / p).exists() for p in step.outputs)
-        if i < forced_from and rec and rec.status == "done" and rec.input_hash == key and outputs_exist:
+        result = _reusable(ctx, step, rec, key) if i < forced_from else None
+        if result is not None:
             log.info("step %-9s skipped (inputs unchanged; %.1f s when it ran)", step.name, rec.seconds)
             rec.skipped = True
-            build.metrics[step.name] = rec.metrics
+            ctx.results.set(step.name, result)
             upstream.append(rec.output_hash)
             continue
         _invalidate_downstream(out, steps[i:], records)
         log.info("step %-9s running%s", step.name, f": {step.description}" if step.description else "")
+        ctx.tmp = out / TMP_DIR / step.name
+        ctx.tmp.mkdir(parents=True, exist_ok=True)
         t0 = time.perf_counter()
         try:
-            metrics = step.run(build) or {}
+            result = step.run(ctx)
+            if not isinstance(result, step.result_type):
+                raise TypeError(f"step {step.name} returned {type(result).__name__}, not {step.result_type.__name__}")
         except BaseException as exc:
             seconds = time.perf_counter() - t0
-            message = str(exc) if isinstance(exc, FlowError) else f"{type(exc).__name__}: {exc}"
-            records[step.name] = StepRecord(
-                "failed", round(seconds, 2), key, error=message.splitlines()[0][:500], finished=_now()
-            )
+            if isinstance(exc, FlowError):
+                message = str(exc)
+            else:
+                message = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+            records[step.name] = StepRecord("failed", round(seconds, 2), key, error=message, finished=_now())
             save_records(out, records)
             raise
+        finally:
+            shutil.rmtree(ctx.tmp, ignore_errors=True)
+            ctx.tmp = None
         seconds = time.perf_counter() - t0
-        out_hash = hash_json([hash_path(out / p) for p in step.outputs] if step.outputs else metrics)
-        records[step.name] = StepRecord("done", round(seconds, 2), key, out_hash, metrics, _now())
-        build.metrics[step.name] = metrics
+        out_hash = output_hash(out, step, result)
+        records[step.name] = StepRecord("done", round(seconds, 2), key, out_hash, result.to_dict(), _now())
+        ctx.results.set(step.name, result)
         save_records(out, records)
         log.info("step %-9s done in %.1f s", step.name, seconds)
         upstream.append(out_hash)
-    # drop records of steps that are no longer in the list (renamed/removed steps)
+    save_records(out, records)  # also when every step was reused: the records say so
+    shutil.rmtree(out / TMP_DIR, ignore_errors=True)
     return {n: records[n] for n in names if n in records}
 
 
 def _invalidate_downstream(out: Path, steps: list[Step], records: dict[str, StepRecord]) -> None:
     """A step is about to rerun: its outputs and those of every later step are stale. Remove them, so
     that a failure now never leaves an older report (or project) that looks current."""
-    import shutil
-
     changed = False
     for step in steps:
         for rel in step.outputs:

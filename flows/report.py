@@ -25,7 +25,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from flows.boards import RESOURCE_KINDS  # noqa: E402
-from flows.errors import FlowError  # noqa: E402
+from flows.errors import FlowError, ReportError  # noqa: E402
 from flows.hlsreport import load_project_reports  # noqa: E402
 
 # --------------------------------------------------------------------------------------------
@@ -122,13 +122,37 @@ def format_report(data: dict) -> str:
 # --------------------------------------------------------------------------------------------
 
 
-def _print_build_estimate(path: Path, as_json: bool) -> int:
-    """A build folder's report.json figures (labelled with their source, usually 'estimate')."""
-    report = json.loads(path.read_text())
+def read_build_report(path: Path) -> tuple[dict, dict, dict]:
+    """report.json of a build folder: (report, resources, latency), or a one-line ReportError."""
+    try:
+        report = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ReportError(f"{path} is not valid JSON ({reason}); rerun the build to rewrite it") from None
+    except OSError as exc:
+        raise ReportError(f"{path} cannot be read ({exc.strerror or exc})") from None
+    if not isinstance(report, dict):
+        raise ReportError(f"{path} is not a fireflow report (a JSON object); rerun the build to rewrite it")
     resources, latency = report.get("resources"), report.get("latency")
     if not resources or not latency:
-        print(f"error: {path} has no resources/latency section and no synthesis reports were found", file=sys.stderr)
-        return 2
+        raise ReportError(f"{path} has no resources/latency section and no synthesis reports were found")
+    if not isinstance(resources, dict) or not isinstance(latency, dict):
+        raise ReportError(f"{path}: resources and latency must be objects; rerun the build to rewrite it")
+    keys = ("source", "budget", "utilization", "fits", *RESOURCE_KINDS)
+    need = [f"resources.{k}" for k in keys if k not in resources]
+    need += [f"latency.{k}" for k in ("cycles", "latency_us", "ii", "images_per_second") if k not in latency]
+    if need:
+        raise ReportError(f"{path} lacks {', '.join(need)}; rerun the build to rewrite it")
+    numbers = [resources[k] for k in RESOURCE_KINDS] + [latency[k] for k in ("cycles", "latency_us", "ii")]
+    tables = (resources["budget"], resources["utilization"])
+    if not all(isinstance(v, (int, float)) for v in numbers) or not all(isinstance(t, dict) for t in tables):
+        raise ReportError(f"{path} holds non-numeric resource or latency figures; rerun the build to rewrite it")
+    return report, resources, latency
+
+
+def _print_build_estimate(path: Path, as_json: bool) -> int:
+    """A build folder's report.json figures (labelled with their source, usually 'estimate')."""
+    report, resources, latency = read_build_report(path)
     if as_json:
         print(json.dumps({"build": str(path.parent), "resources": resources, "latency": latency}, indent=2))
         return 0
@@ -142,7 +166,7 @@ def _print_build_estimate(path: Path, as_json: bool) -> int:
     ]
     for kind in RESOURCE_KINDS:
         budget = resources["budget"].get(kind)
-        util = 100 * resources["utilization"][kind] if budget else None
+        util = 100 * resources["utilization"].get(kind, 0) if isinstance(budget, (int, float)) and budget else None
         lines.append(f"  {kind:<9}{_fmt(resources[kind]):>10}{_fmt(budget):>12}{_fmt_pct(util):>9}")
     lines.append(f"  fits: {'yes' if resources['fits'] else 'NO'}")
     print("\n".join(lines))
@@ -161,10 +185,14 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     build_report = Path(args.dir) / "report.json"
     try:
-        data = load_project_reports(args.dir)
-    except FlowError as exc:
-        if build_report.is_file():  # a fireflow build folder that was not synthesized: show its estimate
+        try:
+            data = load_project_reports(args.dir)
+        except FlowError:
+            if not build_report.is_file():
+                raise
+            # a fireflow build folder that was not synthesized: show its estimate
             return _print_build_estimate(build_report, args.json)
+    except FlowError as exc:
         print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
         return exc.exit_code
     if args.json:

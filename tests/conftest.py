@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from flows.build import quiet_libraries, run_build
+from flows.api import quiet_libraries, run_build
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 

@@ -215,6 +215,6 @@ def test_vgg_on_generated_cifar_bit_exact(tmp_path, monkeypatch):
     report = run_build("vgg19", "pynq-z2", overrides)
     c = report["csim"]
     assert c["samples"] == 20 and c["bit_exact_fraction"] == 1.0 and c["max_abs_diff"] == 0.0
-    rows = (tmp_path / "build" / "hls4ml_prj" / "tb_data" / "tb_input_features.dat").read_text().splitlines()
+    rows = (tmp_path / "build" / "csim" / "tb_data" / "tb_input_features.dat").read_text().splitlines()
     assert len(rows[0].split()) == 3 * 32 * 32
     assert report["accuracy"]["quantized"] > 0.2  # the prototypes are learnable: activations are alive

@@ -14,9 +14,9 @@ import pytest
 import torch
 from torch import nn
 
-from flows.build import run_build
+from flows.api import run_build
+from flows.bundle import read_bundle
 from flows.data import load_data
-from flows.encode import read_bundle
 from flows.prune import magnitude_prune, prunable_layers, quality_for_density
 from flows.share import SharedWeight, attach_sharing, bake_sharing, centroid_parameters, kmeans_codebook
 from flows.train import TrainRecipe, train

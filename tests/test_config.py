@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from flows.build import resolve_config
+from flows.api import resolve_config
 from flows.config import BuildConfig, config_from_dict, load_config, make_config, parse_override
 from flows.errors import UsageError
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from flows.build import run_build
+from flows.api import run_build
 from tests.conftest import SHARED
 
 pytestmark = pytest.mark.slow

@@ -10,12 +10,12 @@ import textwrap
 
 import pytest
 
+from flows.api import run_build
 from flows.boards import load_board
-from flows.build import run_build
-from flows.convert import fifo_depth_for
-from flows.errors import ToolError
-from flows.estimate import EXPECTED_ERROR
-from flows.hardware import DoesNotFitError, find_hls_tool, fit_design
+from flows.errors import DoesNotFitError, ToolError
+from flows.estimator import EXPECTED_ERROR
+from flows.hardware import find_hls_tool, fit_design
+from flows.hls_passes import fifo_depth_for
 from flows.precision import FixedType, accumulator_bounds, exact_type, parse_fixed
 from tests.conftest import SMALL, copy_build
 
@@ -81,12 +81,12 @@ class _Est:
 
 def test_fit_design_returns_the_smallest_design_with_the_explanation(monkeypatch):
     import flows.hardware as hw
-    from flows.estimate import FitResult
+    from flows.estimator import FitResult
 
     board = load_board("pynq-z2")
     monkeypatch.setattr(hw, "estimate_model", lambda *a: ([], _Est(False)))
     monkeypatch.setattr(
-        "flows.estimate.fit_to_budget",
+        "flows.hardware.fit_to_budget",
         lambda *a, **k: FitResult(
             False, {}, _Est(False), [], {}, f"BRAM36 needs 300 but the budget is 140 ({k['io_type']})"
         ),
@@ -100,7 +100,7 @@ def test_fit_design_returns_the_smallest_design_with_the_explanation(monkeypatch
 def _slack_design(monkeypatch):
     """A stream design whose classifier has slack (the conv sets the II), seen through fit_design."""
     import flows.hardware as hw
-    from flows.estimate import estimate_design
+    from flows.estimator import estimate_design
     from tests.test_estimate import stream_design_with_slack
 
     specs = stream_design_with_slack()

@@ -1,5 +1,6 @@
 """The step cache: skip what did not change, rerun what did (and everything after), record failures,
-never leave stale downstream artifacts, write atomically."""
+never leave stale downstream artifacts, verify artifacts before trusting them, key on the code,
+write atomically."""
 
 from __future__ import annotations
 
@@ -9,8 +10,11 @@ from pathlib import Path
 
 import pytest
 
+import flows.pipeline as pipeline
+from flows.atomic import atomic_write_text
 from flows.errors import UsageError
-from flows.pipeline import Step, atomic_write_text, load_records, run_steps
+from flows.pipeline import Step, load_records, run_steps
+from flows.results import StepResult
 
 
 @dataclass
@@ -22,30 +26,43 @@ class FakeConfig:
 
 
 @dataclass
+class Value(StepResult):
+    value: object
+
+
+class FakeResults(dict):
+    def set(self, name, result):
+        self[name] = result
+
+
+@dataclass
 class FakeBuild:
     out: Path
     cfg: FakeConfig
-    metrics: dict = field(default_factory=dict)
+    results: FakeResults = field(default_factory=FakeResults)
     calls: list = field(default_factory=list)
+    tmp: Path | None = None
 
 
 def _writer(name: str, text_from: str | None = None, fail: bool = False):
-    def run(build: FakeBuild) -> dict:
+    def run(build: FakeBuild) -> Value:
         build.calls.append(name)
+        assert build.tmp is not None and build.tmp.is_dir()  # each step has its own scratch folder
+        (build.tmp / "scratch").write_text("x")
         if fail:
             raise RuntimeError(f"{name} broke")
         value = build.cfg.values.get(text_from, "") if text_from else ""
         atomic_write_text(build.out / f"{name}.txt", f"{name}:{value}")
-        return {"value": value}
+        return Value(value)
 
     return run
 
 
 def _steps(fail_c: bool = False) -> list[Step]:
     return [
-        Step("a", _writer("a", "x"), ("x",), ("a.txt",)),
-        Step("b", _writer("b", "y"), ("y",), ("b.txt",)),
-        Step("c", _writer("c", fail=fail_c), (), ("c.txt",)),
+        Step("a", _writer("a", "x"), Value, ("x",), ("a.txt",)),
+        Step("b", _writer("b", "y"), Value, ("y",), ("b.txt",)),
+        Step("c", _writer("c", fail=fail_c), Value, (), ("c.txt",)),
     ]
 
 
@@ -59,7 +76,7 @@ def test_rerun_skips_everything(tmp_path):
     records = run_steps(again, _steps())
     assert again.calls == []
     assert all(r.skipped for r in records.values())
-    assert again.metrics["a"] == {"value": 1}  # metrics of skipped steps are available downstream
+    assert again.results["a"] == Value(1)  # typed results of skipped steps are available downstream
 
 
 def test_config_change_reruns_that_step_and_downstream_only(tmp_path):
@@ -119,6 +136,44 @@ def test_steps_json_is_complete_json_and_no_temp_files_remain(tmp_path):
 def test_unreadable_steps_json_reruns_everything(tmp_path):
     run_steps(_build(tmp_path), _steps())
     (tmp_path / "steps.json").write_text("{not json")
+    again = _build(tmp_path)
+    run_steps(again, _steps())
+    assert again.calls == ["a", "b", "c"]
+
+
+def test_damaged_artifact_is_rebuilt_not_trusted(tmp_path, caplog):
+    run_steps(_build(tmp_path), _steps())
+    (tmp_path / "b.txt").write_text("b:tampered")
+    again = _build(tmp_path)
+    with caplog.at_level("WARNING"):
+        run_steps(again, _steps())
+    assert again.calls == ["b", "c"]
+    assert (tmp_path / "b.txt").read_text() == "b:1"
+    assert "artifacts changed" in caplog.text
+
+
+def test_changed_code_reruns_the_step(tmp_path, monkeypatch):
+    run_steps(_build(tmp_path), _steps())
+    real = pipeline.code_hash
+    monkeypatch.setattr(pipeline, "code_hash", lambda module: real(module) + "-edited")
+    again = _build(tmp_path)
+    run_steps(again, _steps())
+    assert again.calls == ["a", "b", "c"]
+
+
+def test_failure_keeps_the_full_error_and_scratch_is_cleaned(tmp_path):
+    with pytest.raises(RuntimeError):
+        run_steps(_build(tmp_path), _steps(fail_c=True))
+    records = load_records(tmp_path)
+    assert "Traceback" in records["c"].error and "c broke" in records["c"].error
+    assert not (tmp_path / ".tmp" / "c").exists()
+
+
+def test_stored_result_of_another_shape_reruns(tmp_path):
+    run_steps(_build(tmp_path), _steps())
+    data = json.loads((tmp_path / "steps.json").read_text())
+    data["steps"]["a"]["metrics"] = {"old_key": 1}
+    (tmp_path / "steps.json").write_text(json.dumps(data))
     again = _build(tmp_path)
     run_steps(again, _steps())
     assert again.calls == ["a", "b", "c"]

@@ -11,7 +11,7 @@ import pytest
 import torch
 from qonnx.core.modelwrapper import ModelWrapper
 
-from flows.build import run_build
+from flows.api import run_build
 from flows.structured import choose_channels, layer_shapes, shrink
 from models import build_model
 from models.quant import QuantSpec

@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from flows.build import run_build
+from flows.api import run_build
 from models import MODELS, available_models, build_model, count_weights
 from models.bn import fold_batchnorm
 from models.quant import QuantSpec

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 import torch
@@ -37,6 +38,15 @@ class DataBundle:
     in_shape: tuple[int, int, int]
     num_classes: int
     source: str  # where the data came from, for the report
+
+    def fingerprint(self) -> str:
+        """Content hash of both splits (images and labels): a build's cache key covers the data itself."""
+        h = hashlib.sha256(f"{self.name}|{self.in_shape}|{self.num_classes}".encode())
+        for split in (self.train, self.test):
+            for tensor in (split.images, split.labels):
+                h.update(str(tuple(tensor.shape)).encode())
+                h.update(tensor.contiguous().numpy().tobytes())
+        return h.hexdigest()[:16]
 
 
 def first_line(exc: BaseException) -> str:

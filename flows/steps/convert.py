@@ -1,0 +1,80 @@
+"""Step `convert`: the hls4ml project for the board (`hls4ml_prj/`), sized by the estimator's fit
+search (flows/hardware.py), then compiled with g++ into the C-simulation library the csim step runs.
+
+The project is written by hls4ml with the project's own optimizer passes (flows/convert.py); the
+library is built from the build script this step has just written, never from one found on disk.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+
+from qonnx.core.modelwrapper import ModelWrapper
+
+from flows.context import QONNX_FILE, BuildContext
+from flows.convert import PROJECT_DIR, convert, layer_table, resolve_settings
+from flows.csim import compile_project
+from flows.hardware import estimate_model, estimate_sections, fit_design
+from flows.results import ConvertResult
+
+log = logging.getLogger(__name__)
+
+
+def run(ctx: BuildContext) -> ConvertResult:
+    cfg, board = ctx.cfg, ctx.board
+    wrapper = ModelWrapper(str(ctx.path(QONNX_FILE)))
+    settings = resolve_settings(cfg.hls, board)
+    pipelined = board.backend == "VivadoAccelerator" and cfg.hls.pipeline_axi
+
+    def convert_fn(io_type: str, layer_settings: dict):
+        hls = replace(cfg.hls, io_type=io_type)
+        return convert(wrapper, ctx.out, hls, cfg.quant, board, write=False, layer_settings=layer_settings)[0]
+
+    target_ii = None
+    if cfg.hls.target_images_per_second:
+        target_ii = max(1, int(1e9 / (cfg.hls.target_images_per_second * settings.clock_period_ns)))
+    outcome = fit_design(
+        convert_fn,
+        board,
+        settings.clock_period_ns,
+        cfg.hls.io_type,
+        pipelined,
+        cfg.hls.fit,
+        objective=cfg.hls.objective,
+        target_ii=target_ii,
+        pinned=tuple(cfg.hls.layer_reuse),
+    )
+    hls = replace(cfg.hls, io_type=outcome.io_type)
+    hls_model, _ = convert(wrapper, ctx.out, hls, cfg.quant, board, layer_settings=outcome.layer_settings)
+    _, est = estimate_model(hls_model, board, settings.clock_period_ns, outcome.io_type, pipelined)
+    resources, latency = estimate_sections(est, board)
+    resources["fit"] = {
+        "searched": outcome.searched,
+        "explanation": outcome.explanation,
+        "layer_settings": outcome.layer_settings,
+    }
+    log.info(
+        "estimate: LUT %.0f, FF %.0f, DSP %.0f, BRAM36 %.1f; II %d cycles = %.0f images/s",
+        resources["LUT"],
+        resources["FF"],
+        resources["DSP"],
+        resources["BRAM36"],
+        latency["ii"],
+        latency["images_per_second"] or 0,
+    )
+    library = compile_project(ctx.path(PROJECT_DIR), settings.project_name)
+    return ConvertResult(
+        project=PROJECT_DIR,
+        backend=settings.backend,
+        part=settings.part,
+        board=settings.board,
+        io_type=outcome.io_type,
+        strategy=settings.strategy,
+        clock_period_ns=settings.clock_period_ns,
+        project_name=settings.project_name,
+        layers=layer_table(hls_model),
+        resources=resources,
+        latency=latency,
+        library=str(library.relative_to(ctx.out)),
+    )
