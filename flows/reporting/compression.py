@@ -55,76 +55,24 @@ def compression_section(results: Results) -> dict | None:
             "note": note,
         }
 
-    stages = [
-        stage(
-            "float",
-            "float32",
-            train_m.get("accuracy"),
-            train_m.get("loss"),
-            total,
-            bytes_float,
-            "dense float32 weights and biases" + (" of the channel-pruned network" if "structure" in m else ""),
-        )
-    ]
-    if prune_m:
-        stages.append(
-            stage(
-                "pruned",
-                "float32, masked",
-                prune_m.get("accuracy"),
-                prune_m.get("loss"),
-                prune_m.get("active", active),
-                pruned_bytes,
-                "sparse: float32 values + relative indices",
-            )
-        )
-    if share_m:
-        stages.append(
-            stage(
-                "shared",
-                "k-means codebook",
-                share_m.get("accuracy"),
-                share_m.get("loss"),
-                active,
-                b["total_fixed"],
-                "fixed-width codes and indices + codebooks",
-            )
-        )
-    stages.append(
-        stage(
-            "huffman",
-            "k-means codebook",
-            (share_m or prune_m or train_m).get("accuracy"),
-            (share_m or prune_m or train_m).get("loss"),
-            active,
-            b["total"],
-            "model.bundle: Huffman-coded codes and indices (lossless)",
-        )
-    )
-    if qat_m:
-        stages.append(
-            stage(
-                "hardware QAT",
-                "Brevitas, uniform b-bit",
-                qat_m.get("accuracy"),
-                qat_m.get("loss"),
-                qat_m.get("active_weights", active),
-                None,
-                "the HLS project weights: b-bit constants, zero weights compiled out",
-            )
-        )
-    if csim_m:
-        stages.append(
-            stage(
-                "C simulation",
-                "hls4ml g++",
-                csim_m.get("accuracy_csim"),
-                None,
-                qat_m.get("active_weights", active),
-                None,
-                "bit-exact with the hardware QAT model",
-            )
-        )
+    base = share_m or prune_m or train_m  # the Huffman stage stores the last float model losslessly
+    rows = [
+        # (shown when, stage, model, accuracy, loss, active weights, bytes, note)
+        (True, "float", "float32", train_m.get("accuracy"), train_m.get("loss"), total, bytes_float,
+         "dense float32 weights and biases" + (" of the channel-pruned network" if "structure" in m else "")),
+        (bool(prune_m), "pruned", "float32, masked", prune_m.get("accuracy"), prune_m.get("loss"),
+         prune_m.get("active", active), pruned_bytes, "sparse: float32 values + relative indices"),
+        (bool(share_m), "shared", "k-means codebook", share_m.get("accuracy"), share_m.get("loss"), active,
+         b["total_fixed"], "fixed-width codes and indices + codebooks"),
+        (True, "huffman", "k-means codebook", base.get("accuracy"), base.get("loss"), active, b["total"],
+         "model.bundle: Huffman-coded codes and indices (lossless)"),
+        (bool(qat_m), "hardware QAT", "Brevitas, uniform b-bit", qat_m.get("accuracy"), qat_m.get("loss"),
+         qat_m.get("active_weights", active), None,
+         "the HLS project weights: b-bit constants, zero weights compiled out"),
+        (bool(csim_m), "C simulation", "hls4ml g++", csim_m.get("accuracy_csim"), None,
+         qat_m.get("active_weights", active), None, "bit-exact with the hardware QAT model"),
+    ]  # fmt: skip
+    stages = [stage(*row[1:]) for row in rows if row[0]]
 
     prune_layers = {lay["name"]: lay for lay in prune_m.get("layers", [])}
     share_layers = {lay["name"]: lay for lay in share_m.get("layers", [])}
