@@ -766,7 +766,8 @@ def test_damaged_checkpoint_in_a_finished_build(cli, tmp_path, kind):
     res = cli(*argv)
     assert res.code == 0 and "Traceback" not in res.err + res.log, res.describe()
     after = json.loads((out / "report.json").read_text())
-    assert after["accuracy"] == before["accuracy"] and after["csim"] == before["csim"]
+    untimed = lambda csim: {k: v for k, v in csim.items() if not k.endswith("_seconds")}  # noqa: E731
+    assert after["accuracy"] == before["accuracy"] and untimed(after["csim"]) == untimed(before["csim"])
 
 
 # ---------------------------------------------------------------------------------------------
