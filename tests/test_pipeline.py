@@ -177,3 +177,20 @@ def test_stored_result_of_another_shape_reruns(tmp_path):
     again = _build(tmp_path)
     run_steps(again, _steps())
     assert again.calls == ["a", "b", "c"]
+
+
+def test_a_steps_code_hash_covers_what_it_imports_and_nothing_else():
+    from flows.codehash import closure, code_hash
+
+    train = closure("flows.steps.train")
+    assert {"flows.steps.train", "flows.train", "flows.context", "models.fire", "models.quant"} <= set(train)
+    assert "flows.steps.csim" not in train and "flows.csim" not in train  # a csim change does not retrain
+    assert "flows.csim" in closure("flows.steps.csim")
+    assert code_hash("flows.steps.train") != code_hash("flows.steps.csim")
+
+
+def test_the_real_steps_are_keyed_on_their_code(tmp_path):
+    from flows.flow import STEP_LOOKUP
+
+    keys = {name: pipeline.code_hash(step.run.__module__) for name, step in STEP_LOOKUP.items()}
+    assert len(set(keys.values())) == len(keys)  # every step module has its own code hash
