@@ -20,6 +20,7 @@ from flows.errors import UsageError
 
 IO_TYPES = ("io_stream", "io_parallel")
 STRATEGIES = ("Latency", "Resource")
+LAYER_STRATEGIES = ("latency", "resource", "sparse")
 DATASETS = ("mnist", "fashion_mnist", "cifar10", "digits", "synthetic")
 
 
@@ -116,6 +117,13 @@ class HLSConfig:
     clock_period_ns: float | None = None  # None: the board's default clock
     layer_reuse: dict[str, int] = field(default_factory=dict)  # per hls4ml layer name overrides
     layer_precision: dict[str, str] = field(default_factory=dict)  # "layer" or "layer/accum" -> "fixed<8,2>"
+    # per layer (ONNX node name, e.g. MatMul_0): "latency", "resource" or "sparse" (the sparse weight-shared
+    # kernel of flows/sparse/: nonzero weights only, codebook indices, one input element per clock)
+    layer_strategy: dict[str, str] = field(default_factory=dict)
+    # "auto": dense layers (io_stream) with at most sparse_max_density nonzero weights get the sparse kernel when
+    # the fitted design is better with it (flows/hardware.py prefer_sparse); "off": never unless layer_strategy says
+    sparse: str = "auto"
+    sparse_max_density: float = 0.3
     exact_accumulators: bool = True  # narrowest overflow-free accumulator types (flows/precision.py)
     pipeline_axi: bool = True  # pipeline the AXI wrapper's copy loops (VivadoAccelerator)
     fuse_relu: bool = True  # quantized ReLUs become the output cast of the conv/dense before them
@@ -263,7 +271,8 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     return key.strip().split("."), value
 
 
-FREE_FORM_TABLES = ("layer_reuse", "layer_precision", "quality", "density", "ratios")  # keyed by layer name
+# tables keyed by layer name
+FREE_FORM_TABLES = ("layer_reuse", "layer_precision", "layer_strategy", "quality", "density", "ratios")
 
 
 def apply_overrides(data: dict, overrides: dict[str, Any]) -> dict:
@@ -373,6 +382,11 @@ def validate(cfg: BuildConfig) -> None:
     for layer, prec in cfg.hls.layer_precision.items():
         if not (prec.replace(" ", "").startswith(("fixed<", "ufixed<", "ap_fixed<", "ap_ufixed<", "int<", "uint<"))):
             raise UsageError(f"config hls.layer_precision.{layer} = {prec!r}: use e.g. 'fixed<8,2>' or 'ufixed<8,0>'")
+    _choice("hls.sparse", cfg.hls.sparse, ("auto", "off"))
+    if not 0 < cfg.hls.sparse_max_density <= 1:
+        raise UsageError(f"config hls.sparse_max_density = {cfg.hls.sparse_max_density} must be in (0, 1]")
+    for layer, strategy in cfg.hls.layer_strategy.items():
+        _choice(f"hls.layer_strategy.{layer}", strategy, LAYER_STRATEGIES)
     for layer, rf in cfg.hls.layer_reuse.items():
         if not isinstance(rf, int) or rf < 1:
             raise UsageError(f"config hls.layer_reuse.{layer} = {rf!r} must be an integer >= 1")

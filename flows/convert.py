@@ -28,11 +28,14 @@ import hls4ml
 
 from flows.boards import Board
 from flows.config import HLSConfig, QuantConfig
-from flows.errors import ToolError, UsageError
+from flows.errors import FlowError, ToolError, UsageError
 from flows.export import INPUT_PRECISION_KEY
 from flows.hls_names import config_key
 from flows.hls_passes import EXACT_ATTR, FUSED_ATTR, fireflow_flow
 from flows.hls_writer import write_project
+from flows.sparse.extension import FALLBACK_ATTR, with_sparse_dense
+from flows.sparse.extension import STRATEGY as SPARSE_STRATEGY
+from flows.sparse.layout import LAYER_CLASS as SPARSE_CLASS
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +103,12 @@ def make_hls_config(wrapper, hls: HLSConfig, quant: QuantConfig, settings: HLSSe
                 f"hls.layer_reuse names layer {name!r}, which the model does not have; its layers: {sorted(layers)}"
             )
         layers[name]["ReuseFactor"] = rf
+    for name, strategy in hls.layer_strategy.items():
+        if name not in layers:
+            raise UsageError(
+                f"hls.layer_strategy names layer {name!r}, which the model does not have; its layers: {sorted(layers)}"
+            )
+        layers[name]["Strategy"] = strategy if strategy == SPARSE_STRATEGY else strategy.capitalize()
     for key, precision in hls.layer_precision.items():
         name, _, kind = key.partition("/")
         if name not in layers:
@@ -119,6 +128,8 @@ def _to_hls(wrapper, kwargs: dict):
         with redirect_stdout(buf), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             return hls4ml.converters.convert_from_onnx_model(wrapper, **kwargs)
+    except FlowError:  # our own passes' one-line errors (e.g. a bad SparsePEs) keep their exit code
+        raise
     except Exception as exc:
         log.debug("hls4ml output:\n%s", buf.getvalue())
         raise ToolError(f"hls4ml could not convert the model: {exc}") from exc
@@ -147,6 +158,8 @@ def convert(
         if key is None:
             raise UsageError(f"layer {name!r} is not in the hls4ml config; layers: {sorted(config['LayerName'])}")
         config["LayerName"][key].update(values)
+    if any(str(v.get("Strategy", "")).lower() == SPARSE_STRATEGY for v in config["LayerName"].values()):
+        config["Flows"] = [with_sparse_dense(config["Flows"][0])]
     final = Path(out_dir) / project_dir
     staging = Path(out_dir) / f".{project_dir}.staging"
     if staging.exists():
@@ -201,6 +214,12 @@ def _log_rewrites(hls_model) -> None:
     fused = [str(layer.get_attr(FUSED_ATTR)) for layer in layers if layer.get_attr(FUSED_ATTR)]
     if fused:
         log.info("fused %d ReLU(s) into their conv/dense layers: %s", len(fused), ", ".join(fused))
+    sparse = [f"{layer.name} ({layer.get_attr('n_pe')} PEs)" for layer in layers if layer.class_name == SPARSE_CLASS]
+    if sparse:
+        log.info("sparse weight-shared kernels: %s", ", ".join(sparse))
+    for layer in layers:
+        if layer.get_attr(FALLBACK_ATTR):
+            log.warning("%s stays hls4ml's dense layer: %s", layer.name, layer.get_attr(FALLBACK_ATTR))
 
 
 def _retarget_output_dir(final: Path, staging: Path) -> None:
@@ -232,4 +251,8 @@ def layer_table(hls_model) -> list[dict]:
         )
         if layer.get_attr("fused_activation"):
             rows[-1]["fused_activation"] = layer.get_attr("fused_activation")
+        if layer.class_name == SPARSE_CLASS:
+            rows[-1]["sparse"] = {"pes": layer.get_attr("n_pe"), "steps": layer.get_attr("n_steps")}
+        if layer.get_attr(FALLBACK_ATTR):
+            rows[-1]["sparse_fallback"] = layer.get_attr(FALLBACK_ATTR)
     return rows

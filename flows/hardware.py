@@ -20,11 +20,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from flows.boards import RESOURCE_KINDS
 from flows.errors import ToolError
 from flows.estimator import EXPECTED_ERROR, describe_hls_model, estimate_design, fit_to_budget, shrink_to_ii, tool_of
 from flows.hls_names import config_names
 from flows.hlsreport import load_project_reports
+from flows.sparse.extension import STRATEGY as SPARSE_STRATEGY
 
 log = logging.getLogger(__name__)
 
@@ -147,6 +150,61 @@ def fit_design(
     )
     log.warning("%s", smallest.explanation)
     return smallest
+
+
+def sparse_candidates(hls_model, max_density: float, pinned_keys=()) -> dict[str, dict]:
+    """Dense layers of an io_stream design whose nonzero fraction is at most `max_density`, as hls4ml
+    layer settings for the sparse weight-shared kernel (flows/sparse/); layers the user pinned are left."""
+    if hls_model.config.get_config_value("IOType") != "io_stream":
+        return {}
+    keys, out = set(pinned_keys), {}
+    for layer in hls_model.get_layers():
+        weight = layer.weights.get("weight") if layer.class_name == "Dense" else None
+        if weight is None or keys.intersection(config_names(layer.name)):
+            continue
+        data = np.asarray(weight.data)
+        density = float(np.count_nonzero(data)) / max(1, data.size)
+        if density <= max_density:
+            out[layer.name] = {"Strategy": SPARSE_STRATEGY}
+            log.info(
+                "%s: %.1f%% of its weights are nonzero: candidate for the sparse kernel", layer.name, 100 * density
+            )
+    return out
+
+
+def _rank(outcome: FitOutcome, board, objective: str) -> tuple:
+    """Sort key of a fit outcome: fitting designs first, then the objective (area: the summed share of
+    the budget; latency: the initiation interval, then area)."""
+    used, budget = outcome.estimate.resources, board.resources
+    area = sum(used[k] / budget[k] for k in RESOURCE_KINDS if budget[k])
+    worst = max((used[k] / budget[k] for k in RESOURCE_KINDS if budget[k]), default=0.0)
+    ii = outcome.estimate.ii_cycles
+    if not outcome.fits:
+        return (1, worst, area)
+    return (0, area, ii) if objective == "area" else (0, ii, area)
+
+
+def prefer_sparse(dense: FitOutcome, sparse: FitOutcome, sparse_settings: dict, board, objective: str) -> FitOutcome:
+    """The better of the best all-dense design and the best design with sparse kernels (`_rank`)."""
+    sparse = FitOutcome(
+        sparse.io_type,
+        {**sparse_settings, **sparse.layer_settings},
+        sparse.estimate,
+        True,
+        f"sparse weight-shared kernels for {', '.join(sparse_settings)}; {sparse.explanation}",
+        sparse.fits,
+    )
+    chosen = min((dense, sparse), key=lambda o: _rank(o, board, objective))
+    log.info(
+        "sparse kernels %s: %s LUT %.0f, II %d cycles vs all-dense LUT %.0f, II %d cycles",
+        "chosen" if chosen is sparse else "not chosen",
+        ", ".join(sparse_settings),
+        sparse.estimate.resources["LUT"],
+        sparse.estimate.ii_cycles,
+        dense.estimate.resources["LUT"],
+        dense.estimate.ii_cycles,
+    )
+    return chosen
 
 
 # ------------------------------------------------------------------------------------ real synthesis

@@ -31,6 +31,8 @@ def installed(tmp_path_factory) -> Path:
         names = zf.namelist()
         zf.extractall(site)
     assert "constraints/pynq-z2.json" in names
+    assert "flows/estimator/calibration.json" in names
+    assert "flows/sparse/nnet_sparse_dense.h" in names
     assert any(n.endswith("entry_points.txt") for n in names)
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     assert "fireflow-build = flows.build:main" in (site / entry_points).read_text()

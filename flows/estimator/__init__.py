@@ -16,6 +16,9 @@ Modules, lowest layer first (each imports only modules listed before it):
 * `dataflow`: whole designs (FIFOs, the AXI wrapper, dataflow timing), `estimate_design` ->
   `DesignEstimate`.
 * `hls4ml_adapter`: `describe_hls_model` (ModelGraph -> `LayerSpec` list) and `valid_reuse_factors`.
+* `sparse`: the sparse weight-shared dense kernel (`flows/sparse/`): its resources and latency from
+  its structure (PEs, ROM bits, accumulators, input buffers), uncalibrated; `describe_hls_model`
+  attaches it to such a layer's spec, so every estimate and search costs it with this model.
 * `explain`, `search`: `fit_to_budget` and `shrink_to_ii` -> `FitResult`.
 * `runs`, `evaluation`, `fit`: the reference runs (real csynth reports of public hls4ml projects,
   their networks rebuilt in ``reference_runs.json``), the comparison with the reports (errors,

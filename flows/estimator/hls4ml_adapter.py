@@ -15,8 +15,10 @@ import math
 from functools import lru_cache
 
 from flows.estimator.blocks import ceil_div
-from flows.estimator.spec import MAC_KINDS, LayerSpec
+from flows.estimator.sparse import estimate_sparse_dense, spec_from_hls_layer
+from flows.estimator.spec import FIXED_ESTIMATE, MAC_KINDS, LayerSpec, var_pack
 from flows.hls_passes import FIFO_IMPL_ATTR, FUSED_ATTR
+from flows.sparse.layout import LAYER_CLASS as SPARSE_LAYER_CLASS
 
 _CLASS_KIND = {
     "Dense": "dense",
@@ -78,15 +80,6 @@ def describe_hls_model(hls_model: object) -> list[LayerSpec]:
     return specs
 
 
-def _var_pack(var: object) -> int | None:
-    typ = getattr(var, "type", None)
-    n_elem = getattr(typ, "n_elem", None)
-    n_pack = getattr(typ, "n_pack", 1) or 1
-    if n_elem is None:
-        return None
-    return int(n_elem) * int(n_pack) if getattr(typ, "unpack", False) else max(1, int(n_elem) // int(n_pack))
-
-
 def _describe_layer(layer: object, io_type: str) -> LayerSpec:
     kind = _kind_of(layer)
     attr = layer.get_attr
@@ -107,11 +100,11 @@ def _describe_layer(layer: object, io_type: str) -> LayerSpec:
         "outputs": list(layer.outputs or []),
     }
     if io_type == "io_stream":
-        pack = _var_pack(out_var)
+        pack = var_pack(out_var)
         if pack:
             extra["out_pack"] = pack
         if in_var is not None:
-            ipack = _var_pack(in_var)
+            ipack = var_pack(in_var)
             if ipack:
                 extra["in_pack"] = ipack
         pragma = getattr(out_var, "pragma", None)
@@ -172,6 +165,8 @@ def _describe_layer(layer: object, io_type: str) -> LayerSpec:
         kw["n_inputs"] = len(in_vars)
     elif kind == "clone":
         kw["n_output_streams"] = len(layer.outputs or [1, 1])
+    if layer.class_name == SPARSE_LAYER_CLASS:  # costed by the sparse kernel's own model, never searched
+        extra[FIXED_ESTIMATE] = estimate_sparse_dense(spec_from_hls_layer(layer))
     return LayerSpec(**kw)
 
 

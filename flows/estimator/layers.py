@@ -52,6 +52,7 @@ of `flows.estimator.calibration.Calibration`.
 
 from __future__ import annotations
 
+import copy
 import math
 
 from flows.estimator.blocks import (
@@ -68,7 +69,7 @@ from flows.estimator.blocks import (
     tree_registers,
 )
 from flows.estimator.calibration import DEFAULT_CALIBRATION, Calibration
-from flows.estimator.spec import FREE_KINDS, LayerEstimate, LayerSpec
+from flows.estimator.spec import FIXED_ESTIMATE, FREE_KINDS, LayerEstimate, LayerSpec
 
 
 def _estimate_mac(spec: LayerSpec, clock_period_ns: float, calib: Calibration, est: LayerEstimate) -> None:
@@ -297,7 +298,13 @@ def _estimate_other(spec: LayerSpec, clock_period_ns: float, calib: Calibration,
 def estimate_layer(
     spec: LayerSpec, clock_period_ns: float = 10.0, calib: Calibration = DEFAULT_CALIBRATION
 ) -> LayerEstimate:
-    """Estimate one layer's resources, latency and II (FIFOs between layers are added by `estimate_design`)."""
+    """Estimate one layer's resources, latency and II (FIFOs between layers are added by `estimate_design`).
+
+    A layer whose cost has its own model (the sparse kernel: `flows.estimator.sparse`) carries that
+    estimate in ``spec.extra["fixed_estimate"]`` (set by `describe_hls_model`); it is returned as is."""
+    fixed = spec.extra.get(FIXED_ESTIMATE)
+    if fixed is not None:
+        return copy.deepcopy(fixed)
     est = LayerEstimate(name=spec.name, kind=spec.kind, reuse_factor=spec.reuse_factor, strategy=spec.strategy)
     if spec.is_mac:
         _estimate_mac(spec, clock_period_ns, calib, est)

@@ -16,6 +16,7 @@ from flows.boards import RESOURCE_KINDS
 
 SOURCE = "estimate"
 STRATEGIES = ("latency", "resource")
+FIXED_ESTIMATE = "fixed_estimate"  # LayerSpec.extra key: a layer costed by its own model (not searchable)
 IO_TYPES = ("io_parallel", "io_stream")
 MAC_KINDS = ("dense", "conv1d", "conv2d", "pointwise_conv1d", "pointwise_conv2d")
 KINDS = MAC_KINDS + (
@@ -205,3 +206,13 @@ def resource_unit(kind: str) -> str:
 def figure(value: float, unit: str) -> dict:
     """One reported number with its provenance, as in every JSON the flow writes."""
     return {"value": round(float(value), 2), "unit": unit, "source": SOURCE}
+
+
+def var_pack(var: object) -> int | None:
+    """Elements per word of an io_stream variable (its packed type), or None when it has no packed type."""
+    typ = getattr(var, "type", None)
+    n_elem = getattr(typ, "n_elem", None)
+    n_pack = getattr(typ, "n_pack", 1) or 1
+    if n_elem is None:
+        return None
+    return int(n_elem) * int(n_pack) if getattr(typ, "unpack", False) else max(1, int(n_elem) // int(n_pack))

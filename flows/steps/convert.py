@@ -15,7 +15,7 @@ from qonnx.core.modelwrapper import ModelWrapper
 from flows.context import QONNX_FILE, BuildContext
 from flows.convert import PROJECT_DIR, convert, layer_table, resolve_settings
 from flows.csim import compile_project
-from flows.hardware import estimate_model, estimate_sections, fit_design
+from flows.hardware import estimate_model, estimate_sections, fit_design, prefer_sparse, sparse_candidates
 from flows.results import ConvertResult
 
 log = logging.getLogger(__name__)
@@ -34,17 +34,27 @@ def run(ctx: BuildContext) -> ConvertResult:
     target_ii = None
     if cfg.hls.target_images_per_second:
         target_ii = max(1, int(1e9 / (cfg.hls.target_images_per_second * settings.clock_period_ns)))
-    outcome = fit_design(
-        convert_fn,
-        board,
-        settings.clock_period_ns,
-        cfg.hls.io_type,
-        pipelined,
-        cfg.hls.fit,
-        objective=cfg.hls.objective,
-        target_ii=target_ii,
-        pinned=tuple(cfg.hls.layer_reuse),
-    )
+    pinned = (*cfg.hls.layer_reuse, *cfg.hls.layer_strategy)
+
+    def fit(fn):
+        return fit_design(
+            fn,
+            board,
+            settings.clock_period_ns,
+            cfg.hls.io_type,
+            pipelined,
+            cfg.hls.fit,
+            objective=cfg.hls.objective,
+            target_ii=target_ii,
+            pinned=pinned,
+        )
+
+    outcome = fit(convert_fn)
+    if cfg.hls.sparse == "auto":  # the sparse kernel where pruning left few weights, if the design gains
+        sparse = sparse_candidates(convert_fn(cfg.hls.io_type, {}), cfg.hls.sparse_max_density, pinned)
+        if sparse:
+            alt = fit(lambda io_type, layer_settings: convert_fn(io_type, {**sparse, **layer_settings}))
+            outcome = prefer_sparse(outcome, alt, sparse, board, cfg.hls.objective)
     hls = replace(cfg.hls, io_type=outcome.io_type)
     hls_model, _ = convert(wrapper, ctx.out, hls, cfg.quant, board, layer_settings=outcome.layer_settings)
     _, est = estimate_model(hls_model, board, settings.clock_period_ns, outcome.io_type, pipelined)
