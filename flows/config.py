@@ -20,7 +20,7 @@ from flows.errors import UsageError
 
 IO_TYPES = ("io_stream", "io_parallel")
 STRATEGIES = ("Latency", "Resource")
-LAYER_STRATEGIES = ("latency", "resource", "sparse")
+LAYER_STRATEGIES = ("latency", "resource", "sparse", "distributed_arithmetic")
 DATASETS = ("mnist", "fashion_mnist", "cifar10", "digits", "synthetic")
 
 
@@ -117,8 +117,8 @@ class HLSConfig:
     clock_period_ns: float | None = None  # None: the board's default clock
     layer_reuse: dict[str, int] = field(default_factory=dict)  # per hls4ml layer name overrides
     layer_precision: dict[str, str] = field(default_factory=dict)  # "layer" or "layer/accum" -> "fixed<8,2>"
-    # per layer (ONNX node name, e.g. MatMul_0): "latency", "resource" or "sparse" (the sparse weight-shared
-    # kernel of flows/sparse/: nonzero weights only, codebook indices, one input element per clock)
+    # per layer (ONNX node name, e.g. MatMul_0): "latency", "resource", "sparse" (the sparse weight-shared kernel
+    # of flows/sparse/) or "distributed_arithmetic" (da4ml shift-and-add, flows/da/; fully parallel)
     layer_strategy: dict[str, str] = field(default_factory=dict)
     # "auto": dense layers (io_stream) with at most sparse_max_density nonzero weights get the sparse kernel when
     # the fitted design is better with it (flows/hardware.py prefer_sparse); "off": never unless layer_strategy says

@@ -28,6 +28,10 @@ import hls4ml
 
 from flows.boards import Board
 from flows.config import HLSConfig, QuantConfig
+from flows.da.hls_pass import COST_ATTR as DA_COST_ATTR
+from flows.da.hls_pass import DA_STRATEGY, da_flow, set_solver_config
+from flows.da.hls_pass import FALLBACK_ATTR as DA_FALLBACK_ATTR
+from flows.da.solver import SolverOptions
 from flows.errors import FlowError, ToolError, UsageError
 from flows.export import INPUT_PRECISION_KEY
 from flows.hls_names import config_key
@@ -108,7 +112,9 @@ def make_hls_config(wrapper, hls: HLSConfig, quant: QuantConfig, settings: HLSSe
             raise UsageError(
                 f"hls.layer_strategy names layer {name!r}, which the model does not have; its layers: {sorted(layers)}"
             )
-        layers[name]["Strategy"] = strategy if strategy == SPARSE_STRATEGY else strategy.capitalize()
+        if strategy == DA_STRATEGY and layers[name].get("ReuseFactor", 1) != 1:
+            raise UsageError(f"hls.layer_strategy.{name}: distributed arithmetic is fully parallel (reuse factor 1)")
+        layers[name]["Strategy"] = strategy if strategy in (SPARSE_STRATEGY, DA_STRATEGY) else strategy.capitalize()
     for key, precision in hls.layer_precision.items():
         name, _, kind = key.partition("/")
         if name not in layers:
@@ -158,8 +164,14 @@ def convert(
         if key is None:
             raise UsageError(f"layer {name!r} is not in the hls4ml config; layers: {sorted(config['LayerName'])}")
         config["LayerName"][key].update(values)
-    if any(str(v.get("Strategy", "")).lower() == SPARSE_STRATEGY for v in config["LayerName"].values()):
+    strategies = {str(v.get("Strategy", "")).lower() for v in config["LayerName"].values()}
+    if SPARSE_STRATEGY in strategies and DA_STRATEGY in strategies:
+        raise UsageError("sparse kernels and distributed arithmetic in one design are not supported yet; pick one")
+    if SPARSE_STRATEGY in strategies:
         config["Flows"] = [with_sparse_dense(config["Flows"][0])]
+    if DA_STRATEGY in strategies:  # da4ml solutions are cached on disk (solves of big layers take minutes)
+        config["Flows"] = [da_flow(config["Flows"][0])]
+        set_solver_config(config, SolverOptions())
     final = Path(out_dir) / project_dir
     staging = Path(out_dir) / f".{project_dir}.staging"
     if staging.exists():
@@ -214,6 +226,13 @@ def _log_rewrites(hls_model) -> None:
     fused = [str(layer.get_attr(FUSED_ATTR)) for layer in layers if layer.get_attr(FUSED_ATTR)]
     if fused:
         log.info("fused %d ReLU(s) into their conv/dense layers: %s", len(fused), ", ".join(fused))
+    da = [
+        f"{layer.name} ({layer.get_attr(DA_COST_ATTR)['LUT']} LUT, da4ml)"
+        for layer in layers
+        if layer.get_attr(DA_COST_ATTR)
+    ]
+    if da:
+        log.info("distributed arithmetic: %s", ", ".join(da))
     sparse = [f"{layer.name} ({layer.get_attr('n_pe')} PEs)" for layer in layers if layer.class_name == SPARSE_CLASS]
     if sparse:
         log.info("sparse weight-shared kernels: %s", ", ".join(sparse))
@@ -255,4 +274,9 @@ def layer_table(hls_model) -> list[dict]:
             rows[-1]["sparse"] = {"pes": layer.get_attr("n_pe"), "steps": layer.get_attr("n_steps")}
         if layer.get_attr(FALLBACK_ATTR):
             rows[-1]["sparse_fallback"] = layer.get_attr(FALLBACK_ATTR)
+        if layer.get_attr(DA_COST_ATTR):
+            cost = layer.get_attr(DA_COST_ATTR)
+            rows[-1]["da"] = {k: cost[k] for k in ("source", "LUT", "adders", "adder_depth", "n_nonzero")}
+        if layer.get_attr(DA_FALLBACK_ATTR):
+            rows[-1]["da_fallback"] = layer.get_attr(DA_FALLBACK_ATTR)
     return rows

@@ -12,9 +12,13 @@ Only attributes are read: this module does not import hls4ml.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from functools import lru_cache
 
+from flows.da.hls_pass import COST_ATTR as DA_COST_ATTR
+from flows.da.hls_pass import DA_STRATEGY
 from flows.estimator.blocks import ceil_div
+from flows.estimator.layers import estimate_layer
 from flows.estimator.sparse import estimate_sparse_dense, spec_from_hls_layer
 from flows.estimator.spec import FIXED_ESTIMATE, MAC_KINDS, LayerSpec, var_pack
 from flows.hls_passes import FIFO_IMPL_ATTR, FUSED_ATTR
@@ -133,12 +137,18 @@ def _describe_layer(layer: object, io_type: str) -> LayerSpec:
     if kind in MAC_KINDS:
         if attr(FUSED_ATTR):  # flows/hls_passes.py: a ReLU became this layer's output cast
             extra["fused_activation"] = str(attr(FUSED_ATTR))
-        weight = layer.get_weights("weight")
-        n_weights = int(weight.data.size)
-        nzeros = int(getattr(weight, "nzeros", 0) or 0)
-        kw["weight_bits"] = _width(weight.type, 16)
-        kw["n_weights"] = n_weights
-        kw["n_nonzero"] = n_weights - nzeros
+        weight = layer.weights.get("weight")
+        da = attr(DA_COST_ATTR)  # distributed arithmetic: hls4ml dropped the weights, da4ml's solution counts
+        if weight is None and da:
+            n_weights = int(da["n_in"]) * int(da["n_out"])
+            kw["weight_bits"], kw["n_weights"], kw["n_nonzero"] = input_bits, n_weights, int(da["n_nonzero"])
+        else:
+            weight = layer.get_weights("weight")
+            n_weights = int(weight.data.size)
+            nzeros = int(getattr(weight, "nzeros", 0) or 0)
+            kw["weight_bits"] = _width(weight.type, 16)
+            kw["n_weights"] = n_weights
+            kw["n_nonzero"] = n_weights - nzeros
         if kind == "dense":
             kw["n_in"], kw["n_out"] = int(attr("n_in")), int(attr("n_out"))
         else:
@@ -167,7 +177,21 @@ def _describe_layer(layer: object, io_type: str) -> LayerSpec:
         kw["n_output_streams"] = len(layer.outputs or [1, 1])
     if layer.class_name == SPARSE_LAYER_CLASS:  # costed by the sparse kernel's own model, never searched
         extra[FIXED_ESTIMATE] = estimate_sparse_dense(spec_from_hls_layer(layer))
+    if kind in MAC_KINDS and attr(DA_COST_ATTR):
+        return da_spec(LayerSpec(**{**kw, "strategy": "latency", "reuse_factor": 1}), attr(DA_COST_ATTR))
     return LayerSpec(**kw)
+
+
+def da_spec(twin: LayerSpec, cost: dict) -> LayerSpec:
+    """A distributed-arithmetic layer: timing and registers of its latency-strategy twin at reuse factor 1
+    (the same fully parallel stream structure), LUTs from da4ml's own solution (about one LUT per adder
+    bit), no DSP or BRAM. Its spec is not a MAC layer any more: the fit search leaves it as chosen."""
+    est = estimate_layer(twin)
+    est.resources = {**est.resources, "LUT": float(cost["LUT"]), "DSP": 0.0, "BRAM36": 0.0}
+    est.strategy = DA_STRATEGY
+    est.parts = {"da4ml adders": {"LUT": float(cost["LUT"])}}
+    est.notes = [*est.notes, f"LUT from da4ml's solution ({cost['adders']} adders); FF and timing as latency RF 1"]
+    return replace(twin, kind="other", extra={**twin.extra, FIXED_ESTIMATE: est})
 
 
 # hls4ml's reuse-factor rules, computed fast
