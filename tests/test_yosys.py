@@ -26,7 +26,7 @@ from flows.boards import load_board  # noqa: E402
 from flows.csim import compile_project, load_library  # noqa: E402
 from flows.da.hls_pass import KEY_ATTR, da_layers  # noqa: E402
 from flows.da.rtl import simulate, synthesize, synthesize_da_layers, write_verilog, yosys_family  # noqa: E402
-from flows.da.solver import load_solution, solve_kernel  # noqa: E402
+from flows.da.solver import CACHE_ENV, load_solution, solve_kernel  # noqa: E402
 from flows.errors import ToolError  # noqa: E402
 from flows.export import export_model, quantize_inputs  # noqa: E402
 from flows.modelstats import reference_logits  # noqa: E402
@@ -60,7 +60,8 @@ def one_layer(tmp_path_factory):
     wrapper = export_model(net, (32,), out / "net.onnx")
     cache = out / "da_cache"
     with pytest.MonkeyPatch.context() as monkeypatch:
-        model = convert_da(wrapper, out, ["Dense_MatMul_0"], cache, monkeypatch, io_type="io_parallel")
+        monkeypatch.setenv(CACHE_ENV, str(cache))
+        model = convert_da(wrapper, out, ["Dense_MatMul_0"], cache, io_type="io_parallel")
     compile_project(out / "hls4ml_prj", "myproject")
     rng = np.random.default_rng(2)
     x = quantize_inputs(net, torch.tensor(np.floor(rng.random((VECTORS, 32)) * 256) / 256)).numpy()
@@ -70,7 +71,7 @@ def one_layer(tmp_path_factory):
 
 def test_yosys_luts_are_near_da4mls_cost(one_layer):
     part = load_board("pynq-z2").part
-    result = synthesize_da_layers(one_layer.model, one_layer.out / "yosys", part)  # the cache the conversion used
+    result = synthesize_da_layers(one_layer.model, one_layer.out / "yosys", part, cache_dir=one_layer.cache)
     estimate = da_layers(one_layer.model)["Dense_MatMul_0"]
     synth = result["Dense_MatMul_0"]
     assert synth["status"] == "ok" and synth["source"] == "yosys" and synth["family"] == yosys_family(part) == "xc7"
