@@ -109,6 +109,17 @@ class HLSReport:
 # --------------------------------------------------------------------------------------------
 
 
+
+def used_resources(used: dict) -> dict[str, float]:
+    """HLSReport's resource fields from a {LUT, FF, DSP, BRAM_18K, URAM} table (missing: 0)."""
+    return {
+        "lut": used.get("LUT", 0),
+        "ff": used.get("FF", 0),
+        "dsp": used.get("DSP", 0),
+        "bram_18k": used.get("BRAM_18K", 0),
+        "uram": used.get("URAM", 0),
+    }
+
 def _xml_text(node: ET.Element | None, path: str) -> str | None:
     if node is None:
         return None
@@ -196,11 +207,7 @@ def parse_csynth_xml(path: str | Path) -> HLSReport:
         interval_min=ii_min,
         interval_max=ii_max,
         pipeline_type=_xml_text(perf, "PipelineType"),
-        lut=used.get("LUT", 0),
-        ff=used.get("FF", 0),
-        dsp=used.get("DSP", 0),
-        bram_18k=used.get("BRAM_18K", 0),
-        uram=used.get("URAM", 0),
+        **used_resources(used),
         available=available,
     )
 
@@ -325,11 +332,7 @@ def parse_csynth_rpt(path: str | Path) -> HLSReport:
         interval_min=ii_min,
         interval_max=ii_max,
         pipeline_type=pipeline,
-        lut=used.get("LUT", 0),
-        ff=used.get("FF", 0),
-        dsp=used.get("DSP", 0),
-        bram_18k=used.get("BRAM_18K", 0),
-        uram=used.get("URAM", 0),
+        **used_resources(used),
         available=available,
     )
 
