@@ -110,6 +110,9 @@ class ConvertResult(StepResult):
     resources: dict  # source "estimate"
     latency: dict
     library: str = ""  # the compiled C-simulation library, relative to the build folder
+    # per distributed-arithmetic layer: yosys synth_xilinx figures of da4ml's Verilog (source "yosys"),
+    # or status "skipped" (no yosys) / "failed" (with the error); never mixed into the estimate
+    rtl: dict = field(default_factory=dict)
 
 
 @dataclass

@@ -10,6 +10,7 @@ with what the conversion solved. Skipped without da4ml.
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
@@ -241,3 +242,10 @@ def test_a_build_with_a_distributed_arithmetic_layer(fire_stream_build, tmp_path
     assert layer["strategy"] == DA_STRATEGY and layer["DSP"] == 0
     steps = json.loads((out / "steps.json").read_text())["steps"]
     assert steps["qat"]["skipped"] and not steps["convert"]["skipped"]
+    rtl = report["rtl"]["Dense_MatMul_0"]  # yosys figures beside the estimate, or a labelled skip
+    assert rtl["source"] == "yosys"
+    if shutil.which("yosys"):
+        assert rtl["status"] == "ok" and rtl["LUT"] > 0
+    else:
+        assert rtl["status"] == "skipped" and "yosys" in rtl["reason"]
+    assert "through yosys" in (out / "report.md").read_text()

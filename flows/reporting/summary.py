@@ -85,6 +85,8 @@ def build_report(cfg: BuildConfig, board: Board, out: Path, results: Results) ->
         report["compression"] = compression
     if r.structure:
         report["structure"] = r.structure.structure
+    if conv and conv.rtl:
+        report["rtl"] = conv.rtl  # yosys figures of the DA layers, beside (never inside) the estimate
     hardware = r.synth or conv  # real synthesis replaces the estimate
     if hardware:
         report["resources"], report["latency"] = dict(hardware.resources), dict(hardware.latency)
@@ -144,6 +146,17 @@ def render_markdown(r: dict) -> str:
     for section in ("compression", "structure", "resources", "latency"):
         if section in r and isinstance(r[section], dict) and r[section].get("markdown"):
             lines += [r[section]["markdown"], ""]
+    if r.get("rtl"):
+        lines += ["## Distributed-arithmetic layers through yosys (synth_xilinx; the combinational kernel)", ""]
+        lines += ["| layer | status | LUT | FF | source |", "|---|---|---:|---:|---|"]
+        for name, row in r["rtl"].items():
+            status = row.get("status", "")
+            why = row.get("reason") or row.get("error") or ""
+            lines.append(
+                f"| {name} | {status}{': ' + why if why else ''} | {_fmt(row.get('LUT'))} | {_fmt(row.get('FF'))} | "
+                f"{row.get('source', 'yosys')} |"
+            )
+        lines.append("")
     if r.get("hls_layers"):
         lines += [
             "## hls4ml layers",

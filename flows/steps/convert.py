@@ -1,5 +1,7 @@
 """Step `convert`: the hls4ml project for the board (`hls4ml_prj/`), sized by the estimator's fit
 search (flows/hardware.py), then compiled with g++ into the C-simulation library the csim step runs.
+Distributed-arithmetic layers are also synthesized with yosys when it is on PATH (`hls4ml_prj/da_rtl/`,
+figures labelled `yosys`; skipped and labelled without it).
 
 The project is written by hls4ml with the project's own optimizer passes (flows/convert.py); the
 library is built from the build script this step has just written, never from one found on disk.
@@ -15,6 +17,7 @@ from qonnx.core.modelwrapper import ModelWrapper
 from flows.context import QONNX_FILE, BuildContext
 from flows.convert import PROJECT_DIR, convert, layer_table, resolve_settings
 from flows.csim import compile_project
+from flows.da.rtl import synthesize_da_layers
 from flows.hardware import estimate_model, estimate_sections, fit_design, prefer_sparse, sparse_candidates
 from flows.results import ConvertResult
 
@@ -74,6 +77,7 @@ def run(ctx: BuildContext) -> ConvertResult:
         latency["images_per_second"] or 0,
     )
     library = compile_project(ctx.path(PROJECT_DIR), settings.project_name)
+    rtl = synthesize_da_layers(hls_model, ctx.path(PROJECT_DIR) / "da_rtl", board.part)
     return ConvertResult(
         project=PROJECT_DIR,
         backend=settings.backend,
@@ -87,4 +91,5 @@ def run(ctx: BuildContext) -> ConvertResult:
         resources=resources,
         latency=latency,
         library=str(library.relative_to(ctx.out)),
+        rtl=rtl,
     )
