@@ -184,9 +184,16 @@ def structure_markdown(sec: dict) -> str:
         f"Parameters {sec['params_before']:,} -> {sec['params_after']:,} "
         f"({pct(sec['params_after'], sec['params_before'])} fewer); "
         f"MACs per image {sec['macs_before']:,} -> {sec['macs_after']:,} "
-        f"({pct(sec['macs_after'], sec['macs_before'])} fewer). Accuracy {100 * sec['accuracy_before']:.2f}% -> "
+        f"({pct(sec['macs_after'], sec['macs_before'])} fewer). Test accuracy of the float32 model: "
+        f"{100 * sec['accuracy_before']:.2f}% before channel pruning (the `train` step's model) -> "
         f"{100 * sec['accuracy_pruned']:.2f}% right after pruning -> {100 * sec['accuracy_after']:.2f}% after "
-        f"{sec['epochs']} fine-tuning epochs (float model).",
+        f"{sec['epochs']} fine-tuning epochs (the channel-pruned model every later stage starts from)"
+        + (
+            f"; on the validation split {100 * sec['val_accuracy_before']:.2f}% -> "
+            f"{100 * sec['val_accuracy_pruned']:.2f}% -> {100 * sec['val_accuracy_after']:.2f}%."
+            if sec.get("val_accuracy_after") is not None
+            else "."
+        ),
         "",
         "| layer | in ch | out ch | params | MACs |",
         "|---|---:|---:|---:|---:|",

@@ -1,4 +1,4 @@
-"""Data sets as in-memory tensors: MNIST, Fashion-MNIST, CIFAR-10, digits, synthetic.
+"""Data sets as in-memory tensors: MNIST, Fashion-MNIST, CIFAR-10, digits, synthetic, the user's own.
 
 Images are kept as uint8 (N, C, H, W) and scaled to [0, 1] per batch; the network's own input
 quantizer puts them on the 8-bit grid. `load_data(name, ...)` returns a `DataBundle`. `data_dir` may
@@ -15,6 +15,8 @@ Modules, bottom up:
 - `mnist`: torchvision's IDX layout (MNIST, Fashion-MNIST), parsed and checked here;
 - `cifar`: torchvision's CIFAR-10 python layout, folder or archive, md5-checked;
 - `synthetic`: scikit-learn digits and generated class prototypes (no files; tests use them);
+- `arrays`, `npz`, `folder`: the user's own data, an `.npz` of arrays or an ImageFolder-style folder;
+- `split`: the validation split carved from the training data (`DataBundle.val`);
 - `loader`: `load_data`, the one entry point.
 """
 
@@ -28,22 +30,30 @@ from flows.data.cifar import (
     read_cifar_batch,
 )
 from flows.data.dataset import DataBundle, Dataset
-from flows.data.loader import DATASET_NAMES, load_data
+from flows.data.folder import load_image_folder
+from flows.data.loader import DATASET_NAMES, is_dataset_path, load_data
+from flows.data.npz import NPZ_ARRAYS, load_npz
+from flows.data.split import split_validation
 from flows.data.synthetic import load_digits_dataset, make_synthetic
 
 __all__ = [
     "CIFAR_ARCHIVE",
     "CIFAR_FOLDER",
     "DATASET_NAMES",
+    "NPZ_ARRAYS",
     "SKIP_MD5_ENV",
     "DataBundle",
     "Dataset",
     "default_cache_dir",
     "file_md5",
+    "is_dataset_path",
     "load_cifar10",
     "load_data",
     "load_digits_dataset",
+    "load_image_folder",
+    "load_npz",
     "make_synthetic",
     "md5_check_enabled",
     "read_cifar_batch",
+    "split_validation",
 ]

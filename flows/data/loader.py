@@ -1,15 +1,28 @@
-"""`load_data`: a data set by name as a `DataBundle` (train and test splits, input shape, class count, source)."""
+"""`load_data`: a data set by name or path as a `DataBundle` (train, validation and test splits, input shape,
+class count, source).
+
+Names: torchvision's MNIST, Fashion-MNIST and CIFAR-10 layouts, scikit-learn's digits, generated data. Paths:
+an `.npz` with x_train/y_train/x_test/y_test (flows/data/npz.py) or an image folder in ImageFolder layout
+(flows/data/folder.py). `max_train`/`max_test` cut the splits first; the validation split is then carved
+from what remains of the training data (flows/data/split.py).
+"""
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
 
+import torch
+
 from flows.data.cache import default_cache_dir
 from flows.data.cifar import load_cifar10
 from flows.data.dataset import DataBundle, Dataset, first_line
+from flows.data.folder import load_image_folder
 from flows.data.mnist import IDX_DATASETS, load_idx_dataset
+from flows.data.npz import load_npz
+from flows.data.split import split_validation
 from flows.data.synthetic import load_digits_dataset, make_synthetic
+from flows.dataconfig import is_dataset_path
 from flows.errors import DataError, UsageError
 
 log = logging.getLogger(__name__)
@@ -55,16 +68,29 @@ def load_data(
     max_test: int | None = None,
     seed: int = 0,
     verify: bool = True,
+    val_fraction: float = 0.0,
+    val_size: int | None = None,
+    val_seed: int = 0,
+    image_size=None,
+    channels: int | None = None,
+    test_fraction: float = 0.2,
 ) -> DataBundle:
-    """Load a data set by name; errors say how to provide missing data.
+    """Load a data set by name or path; errors say how to provide missing data.
 
     `verify=False` (or FIREFLOW_SKIP_MD5=1 in the environment) skips CIFAR-10's md5 checks; the batches
-    are read without unpickling either way.
+    are read without unpickling either way. `val_fraction`/`val_size` carve the validation split (0: none);
+    `image_size`, `channels` and `test_fraction` apply to the user's own data (.npz, image folders).
     """
     for what, value in (("max_train", max_train), ("max_test", max_test)):
         if value is not None and value < 1:
             raise UsageError(f"{what} must be a positive number of images, not {value}")
-    if name in FILE_DATASETS:
+    num_classes, class_names = None, []
+    if is_dataset_path(name):
+        if name.endswith(".npz"):
+            train, test, num_classes, source = load_npz(name, image_size, channels)
+        else:
+            train, test, num_classes, class_names, source = load_image_folder(name, image_size, channels, test_fraction)
+    elif name in FILE_DATASETS:
         train, test, source = _load_files(name, data_dir, cache_dir, download, verify)
     elif name == "digits":
         train, test = load_digits_dataset()
@@ -73,9 +99,20 @@ def load_data(
         train, test = make_synthetic(2000, (1, 28, 28), 10, seed)
         source = "synthetic class prototypes + noise, 28x28x1"
     else:
-        raise UsageError(f"unknown dataset {name!r}; valid: {sorted(DATASET_NAMES)}")
+        raise UsageError(
+            f"unknown dataset {name!r}; valid: {sorted(DATASET_NAMES)}, or a path to an .npz file or an image folder"
+        )
     train, test = train.head(max_train), test.head(max_test)
+    train, val = split_validation(train, val_fraction, val_size, val_seed)
     in_shape = tuple(int(s) for s in train.images.shape[1:])
-    num_classes = int(max(train.labels.max(), test.labels.max())) + 1
-    log.info("data %s: %d train, %d test images of shape %s", name, len(train), len(test), in_shape)
-    return DataBundle(name, train, test, in_shape, num_classes, source)  # type: ignore[arg-type]
+    if num_classes is None:
+        num_classes = int(torch.cat([train.labels, val.labels, test.labels]).max()) + 1
+    log.info(
+        "data %s: %d train, %d validation, %d test images of shape %s",
+        name,
+        len(train),
+        len(val),
+        len(test),
+        in_shape,
+    )
+    return DataBundle(name, train, test, in_shape, num_classes, source, val, class_names)  # type: ignore[arg-type]

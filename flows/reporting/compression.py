@@ -56,16 +56,22 @@ def compression_section(results: Results) -> dict | None:
         }
 
     base = share_m or prune_m or train_m  # the Huffman stage stores the last float model losslessly
+    structured = "structure" in m
+    # the network compression starts from: the float32 model of `train`, or the narrower one `structure` made of it
+    first = ("channel-pruned", "float32, channel-pruned (structure step)") if structured else ("float", "float32")
+    base_model = "k-means codebook" if share_m else "float32, masked" if prune_m else first[1]
     rows = [
         # (shown when, stage, model, accuracy, loss, active weights, bytes, note)
-        (True, "float", "float32", train_m.get("accuracy"), train_m.get("loss"), total, bytes_float,
-         "dense float32 weights and biases" + (" of the channel-pruned network" if "structure" in m else "")),
+        (True, *first, train_m.get("accuracy"), train_m.get("loss"), total, bytes_float,
+         "dense float32 weights and biases" + (
+             f" of the channel-pruned network (before it, the float32 model: {_pct(m['train'].get('accuracy'))})"
+             if structured else "")),
         (bool(prune_m), "pruned", "float32, masked", prune_m.get("accuracy"), prune_m.get("loss"),
          prune_m.get("active", active), pruned_bytes, "sparse: float32 values + relative indices"),
         (bool(share_m), "shared", "k-means codebook", share_m.get("accuracy"), share_m.get("loss"), active,
          b["total_fixed"], "fixed-width codes and indices + codebooks"),
-        (True, "huffman", "k-means codebook", base.get("accuracy"), base.get("loss"), active, b["total"],
-         "model.bundle: Huffman-coded codes and indices (lossless)"),
+        (True, "huffman", base_model, base.get("accuracy"), base.get("loss"), active, b["total"],
+         "model.bundle: Huffman-coded codes and indices (lossless: the accuracy of the stage it stores)"),
         (bool(qat_m), "hardware QAT", "Brevitas, uniform b-bit", qat_m.get("accuracy"), qat_m.get("loss"),
          qat_m.get("active_weights", active), None,
          "the HLS project weights: b-bit constants, zero weights compiled out"),
@@ -123,11 +129,16 @@ def compression_markdown(sec: dict) -> str:
     lines = [
         "## Compression (Deep Compression)",
         "",
-        f"**{sec['ratio']:.1f}x**: {_kb(sec['bytes_float'])} float32 -> {_kb(sec['bytes_compressed'])} "
+        f"**{sec['ratio']:.1f}x**: {_kb(sec['bytes_float'])} float32"
+        f"{' (the channel-pruned network)' if sec['stages'][0]['stage'] == 'channel-pruned' else ''} -> "
+        f"{_kb(sec['bytes_compressed'])} "
         f"(`model.bundle`). Weight sharing: {sec['weight_sharing']}.",
         "",
-        "| stage | model | accuracy | error | loss | weights | active | pruned | bytes | rate |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "Each row is the model that stage produced, measured on the test set; `rate` is relative to the dense "
+        "float32 weights of the first row's network.",
+        "",
+        "| stage | model | test accuracy | error | loss | weights | active | pruned | bytes | rate | what is stored |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for s in sec["stages"]:
         rate = "—" if s["compression_rate"] is None else f"{s['compression_rate']:.1f}x"
@@ -135,12 +146,12 @@ def compression_markdown(sec: dict) -> str:
         lines.append(
             f"| {s['stage']} | {s['model']} | {_pct(s['accuracy'])} | {_pct(s['error'])} | {loss} | "
             f"{s['total_weights']:,} | {s['active_weights']:,} | {_pct(s['pruned_fraction'])} | "
-            f"{_kb(s['bytes'])} | {rate} |"
+            f"{_kb(s['bytes'])} | {rate} | {s['note']} |"
         )
     lines += [
         "",
-        "| layer | weights | active | pruned | threshold (q x std) | bits w/idx | clusters | float | "
-        "pruned | quantized | Huffman | rate |",
+        "| layer | weights | active | pruned | threshold (q x std) | bits w/idx | clusters | bytes float32 | "
+        "bytes pruned | bytes quantized | bytes Huffman | rate |",
         "|---|---:|---:|---:|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for lay in sec["layers"]:

@@ -6,7 +6,9 @@ from __future__ import annotations
 import logging
 
 from flows.context import PRUNED_CKPT, BuildContext
+from flows.device import CPU
 from flows.errors import UsageError
+from flows.metrics import EpochLog
 from flows.prune import magnitude_prune
 from flows.results import PruneResult
 from flows.train import TrainRecipe, evaluate, set_threads, train
@@ -18,6 +20,9 @@ def run(ctx: BuildContext) -> PruneResult:
     set_threads(ctx.cfg.train.threads)
     c, t = ctx.cfg.compress, ctx.cfg.train
     model = ctx.load_model(ctx.base_checkpoint, quantized=False)
+    device = ctx.device
+    model.to(device)  # pruning itself (thresholds, masks) runs where the weights are
+    epoch_log = EpochLog(ctx.out, "prune", ctx.results.histories(), ctx.cfg.tensorboard)
 
     def retrain(m, masks, k):
         recipe = TrainRecipe(
@@ -29,13 +34,16 @@ def run(ctx: BuildContext) -> PruneResult:
             ctx.cfg.seed + 10 + k,
             f"prune {k}/{c.iterations}",
         )
-        return train(m, ctx.data.train, recipe, masks=masks)
+        return train(m, ctx.data.train, recipe, masks=masks, val=ctx.data.val, device=device, on_epoch=epoch_log)
 
     try:
-        result = magnitude_prune(model, c.iterations, retrain, c.quality, c.density, c.default_quality)
+        with epoch_log:
+            result = magnitude_prune(model, c.iterations, retrain, c.quality, c.density, c.default_quality)
     except ValueError as exc:
         raise UsageError(f"compress: {exc}") from None
     ev = evaluate(model, ctx.data.test)
+    val = evaluate(model, ctx.data.val)
+    model.to(CPU)
     ctx.save_checkpoint(model, PRUNED_CKPT)
     layers = [
         {
@@ -61,5 +69,12 @@ def run(ctx: BuildContext) -> PruneResult:
         ev["accuracy"],
     )
     return PruneResult(
-        accuracy=ev["accuracy"], loss=ev["loss"], total=total, active=active, layers=layers, history=result.history
+        accuracy=ev["accuracy"],
+        loss=ev["loss"],
+        total=total,
+        active=active,
+        layers=layers,
+        history=result.history,
+        val_accuracy=val["accuracy"],
+        val_loss=val["loss"],
     )

@@ -8,7 +8,9 @@ import logging
 import torch
 
 from flows.context import QAT_CKPT, BuildContext
+from flows.device import CPU
 from flows.errors import VerificationError
+from flows.metrics import EpochLog
 from flows.modelstats import hardware_weight_stats, masks_from_zeros, quantized_bytes
 from flows.results import QATResult
 from flows.train import TrainRecipe, evaluate, set_threads, train
@@ -33,12 +35,20 @@ def run(ctx: BuildContext) -> QATResult:
     recipe = TrainRecipe(
         t.qat_epochs, t.qat_lr, t.batch_size, t.weight_decay, ctx.cfg.data.augment, ctx.cfg.seed + 1, "qat"
     )
-    history = train(model, ctx.data.train, recipe, masks=masks)
-    result = evaluate(model, ctx.data.test)
+    device = ctx.device
+    with EpochLog(ctx.out, "qat", ctx.results.histories(), ctx.cfg.tensorboard) as epoch_log:
+        history = train(model, ctx.data.train, recipe, masks=masks, val=ctx.data.val, device=device, on_epoch=epoch_log)
+    result = evaluate(model, ctx.data.test, device=device)
+    val = evaluate(model, ctx.data.val, device=device)
+    model.to(CPU)  # checkpoints, the weight statistics and everything after QAT (export, csim) on the CPU
     ctx.save_checkpoint(model, QAT_CKPT)
     spec = ctx.quant_spec()
     layers = hardware_weight_stats(model, spec)
-    log.info("quantized model: test accuracy %.4f", result["accuracy"])
+    log.info(
+        "quantized model: test accuracy %.4f, validation accuracy %s",
+        result["accuracy"],
+        "-" if val["accuracy"] is None else f"{val['accuracy']:.4f}",
+    )
     return QATResult(
         accuracy=result["accuracy"],
         loss=result["loss"],
@@ -50,6 +60,8 @@ def run(ctx: BuildContext) -> QATResult:
         act_bits=spec.act_bits,
         input_bits=spec.input_bits,
         history=history,
+        val_accuracy=val["accuracy"],
+        val_loss=val["loss"],
     )
 
 
