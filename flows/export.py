@@ -30,7 +30,8 @@ from qonnx.util.cleanup import cleanup_model
 from torch import nn
 
 from flows.atomic import atomic_write_bytes
-from flows.errors import VerificationError
+from flows.byo.foreign import find_input_quantizer
+from flows.errors import UsageError, VerificationError
 from flows.hls_names import node_module
 from flows.transforms import CancelInverseTransposes, MoveTransposesPastConcat, RecordSourceNames
 
@@ -184,9 +185,18 @@ def to_hw_layout(x_nchw: np.ndarray, export_shape: tuple[int, ...]) -> np.ndarra
 
 
 def quantize_inputs(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
-    """Apply the network's own input quantizer: the exact values the hardware receives."""
+    """Apply the network's own input quantizer: the exact values the hardware receives.
+
+    The quantizer is found from the executed graph (the first quantizer the raw input reaches), whatever its
+    attribute name; a network without one is a UsageError (the hardware input type would truncate)."""
+    name = find_input_quantizer(model, images[:1].float())
+    if name is None:
+        raise UsageError(
+            "the network has no input quantizer on its graph input: start its forward with a QuantIdentity "
+            "(power-of-two scale), or give a plain PyTorch network and let the flow quantize it"
+        )
     with torch.no_grad():
-        q = model.inp(images)
+        q = model.get_submodule(name)(images)
     return q.value if hasattr(q, "value") else q
 
 

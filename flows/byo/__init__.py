@@ -1,0 +1,3 @@
+"""Bring your own network: plain PyTorch quantized by the flow (`quantize`), foreign Brevitas networks inspected
+and converted or refused (`foreign`), trained weights from a file (`weights`), ONNX/QONNX files as the model
+(`onnx`); `adapt` ties them to the build context's model factory."""
