@@ -41,6 +41,16 @@ def _fmt(value: float | None, digits: int = 3) -> str:
     return f"{value:.{digits}g}" if abs(value) < 1 else f"{value:.{digits}f}".rstrip("0").rstrip(".")
 
 
+def _count(value: float | None, kind: str = "") -> str:
+    """A count (resources, cycles, images/s) as an integer; estimates are fractional, so they are rounded
+    (block RAM keeps its half blocks: one BRAM_18K is 0.5 BRAM36)."""
+    if value is None:
+        return "-"
+    if kind == "BRAM36" and not float(value).is_integer():
+        return f"{round(2 * value) / 2:.1f}"
+    return str(round(value))
+
+
 def _fmt_pct(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f}%"
 
@@ -160,14 +170,14 @@ def _print_build_estimate(path: Path, as_json: bool) -> int:
         f"Build: {path.parent}  [{report.get('model')} on {report.get('board')} ({report.get('part')})]",
         f"No synthesis reports: figures below are source '{resources['source']}' (run the build with --synth "
         "where Vivado/Vitis HLS is installed for real ones)",
-        f"  latency    {_fmt(latency['cycles'])} cycles ({_fmt(latency['latency_us'])} us)",
-        f"  interval   {_fmt(latency['ii'])} cycles: {_fmt(latency['images_per_second'])} images/s",
+        f"  latency    {_count(latency['cycles'])} cycles ({_fmt(latency['latency_us'])} us)",
+        f"  interval   {_count(latency['ii'])} cycles: {_count(latency['images_per_second'])} images/s",
         f"  {'resource':<9}{'used':>10}{'budget':>12}{'util':>9}",
     ]
     for kind in RESOURCE_KINDS:
         budget = resources["budget"].get(kind)
         util = 100 * resources["utilization"].get(kind, 0) if isinstance(budget, (int, float)) and budget else None
-        lines.append(f"  {kind:<9}{_fmt(resources[kind]):>10}{_fmt(budget):>12}{_fmt_pct(util):>9}")
+        lines.append(f"  {kind:<9}{_count(resources[kind], kind):>10}{_count(budget, kind):>12}{_fmt_pct(util):>9}")
     lines.append(f"  fits: {'yes' if resources['fits'] else 'NO'}")
     print("\n".join(lines))
     return 0

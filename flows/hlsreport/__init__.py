@@ -3,6 +3,8 @@
 * `flows.hlsreport.csynth`: ``<top>_csynth.xml`` / ``.rpt`` of Vivado HLS and Vitis HLS (`HLSReport`),
   and the per-module instance tables of the text report.
 * `flows.hlsreport.vivado`: Vivado ``report_utilization`` outputs (`UtilizationReport`).
+* `flows.hlsreport.hls4ml_keys`: hls4ml's own ``CSynthesisReport`` dict of a top (`csynthesis_report`),
+  which report.json carries for scripts written for ``hls4ml report``.
 * `flows.hlsreport.project`: locating the reports of a project (`find_reports`) and parsing them all
   (`load_project_reports`, the data behind the ``fireflow-report`` CLI in `flows/report.py`).
 
@@ -18,6 +20,7 @@ from flows.hlsreport.csynth import (
     parse_csynth_rpt,
     parse_csynth_xml,
 )
+from flows.hlsreport.hls4ml_keys import csynthesis_report, csynthesis_report_xml
 from flows.hlsreport.project import (
     UTILIZATION_ROLES,
     FoundHLSReport,
@@ -36,6 +39,8 @@ __all__ = [
     "FoundUtilizationReport",
     "HLSReport",
     "UtilizationReport",
+    "csynthesis_report",
+    "csynthesis_report_xml",
     "find_reports",
     "is_csynth_text",
     "is_utilization_text",

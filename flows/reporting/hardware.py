@@ -7,6 +7,16 @@ from __future__ import annotations
 from flows.boards import RESOURCE_KINDS
 
 
+def count(value, kind: str = "") -> str:
+    """A count as an integer with thousands separators (estimates are fractional: rounded); block RAM
+    keeps its half blocks (one BRAM_18K is 0.5 BRAM36)."""
+    if value is None:
+        return "—"
+    if kind == "BRAM36" and not float(value).is_integer():
+        return f"{round(2 * value) / 2:,.1f}"
+    return f"{round(value):,}"
+
+
 def hardware_markdown(resources: dict, latency: dict, board) -> str:
     src = resources["source"]
     label = {
@@ -22,7 +32,8 @@ def hardware_markdown(resources: dict, latency: dict, board) -> str:
     ]
     for k in RESOURCE_KINDS:
         lines.append(
-            f"| {k} | {resources[k]:,.1f} | {resources['budget'][k]:,.0f} | {100 * resources['utilization'][k]:.1f}% |"
+            f"| {k} | {count(resources[k], k)} | {count(resources['budget'][k], k)} | "
+            f"{100 * resources['utilization'][k]:.1f}% |"
         )
     ips = latency.get("images_per_second")
     lines += [
@@ -58,9 +69,9 @@ def hardware_markdown(resources: dict, latency: dict, board) -> str:
                 continue
             lines.append(
                 f"| {lay['name']} | {lay['kind']} | {lay.get('reuse_factor') or '—'} | "
-                f"{lay.get('strategy') or '—'} | {lay['LUT'] or 0:,.0f} | {lay['FF'] or 0:,.0f} | "
-                f"{lay['DSP'] or 0:,.0f} | {lay['BRAM36'] or 0:,.1f} | {lay.get('latency') or 0:,} | "
-                f"{lay.get('ii') or 0:,} |"
+                f"{lay.get('strategy') or '—'} | {count(lay['LUT'] or 0)} | {count(lay['FF'] or 0)} | "
+                f"{count(lay['DSP'] or 0)} | {count(lay['BRAM36'] or 0, 'BRAM36')} | "
+                f"{count(lay.get('latency') or 0)} | {count(lay.get('ii') or 0)} |"
             )
     for note in resources.get("notes", []):
         lines.append(f"- {note}")
