@@ -165,8 +165,6 @@ def convert(
             raise UsageError(f"layer {name!r} is not in the hls4ml config; layers: {sorted(config['LayerName'])}")
         config["LayerName"][key].update(values)
     strategies = {str(v.get("Strategy", "")).lower() for v in config["LayerName"].values()}
-    if SPARSE_STRATEGY in strategies and DA_STRATEGY in strategies:
-        raise UsageError("sparse kernels and distributed arithmetic in one design are not supported yet; pick one")
     if SPARSE_STRATEGY in strategies:
         config["Flows"] = [with_sparse_dense(config["Flows"][0])]
     if DA_STRATEGY in strategies:  # da4ml solutions are cached on disk (solves of big layers take minutes)

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from flows.boards import RESOURCE_KINDS
+from flows.da.hls_pass import DA_CLASSES, DA_STRATEGY
 from flows.errors import ToolError
 from flows.estimator import EXPECTED_ERROR, describe_hls_model, estimate_design, fit_to_budget, shrink_to_ii, tool_of
 from flows.hls_names import config_names
@@ -172,6 +173,25 @@ def sparse_candidates(hls_model, max_density: float, pinned_keys=()) -> dict[str
     return out
 
 
+def da_candidates(hls_model, max_nonzero: int, pinned_keys=(), exclude=()) -> dict[str, dict]:
+    """Conv/pointwise/dense layers of an io_stream design with at most `max_nonzero` nonzero weights, as
+    hls4ml layer settings for distributed arithmetic (flows/da/); layers in `exclude` (given the sparse
+    kernel) or pinned by the user are left. The bound keeps da4ml's solves short (they are cached)."""
+    if hls_model.config.get_config_value("IOType") != "io_stream":
+        return {}
+    keys, out = set(pinned_keys), {}
+    for layer in hls_model.get_layers():
+        weight = layer.weights.get("weight") if isinstance(layer, DA_CLASSES) else None
+        if weight is None or layer.name in exclude or keys.intersection(config_names(layer.name)):
+            continue
+        nonzero = int(np.count_nonzero(np.asarray(weight.data)))
+        if 0 < nonzero <= max_nonzero:
+            out[layer.name] = {"Strategy": DA_STRATEGY, "ReuseFactor": 1}
+    if out:
+        log.info("distributed-arithmetic candidates (<= %d nonzero weights): %s", max_nonzero, ", ".join(out))
+    return out
+
+
 def _rank(outcome: FitOutcome, board, objective: str) -> tuple:
     """Sort key of a fit outcome: fitting designs first, then the objective (area: the summed share of
     the budget; latency: the initiation interval, then area)."""
@@ -184,27 +204,81 @@ def _rank(outcome: FitOutcome, board, objective: str) -> tuple:
     return (0, area, ii) if objective == "area" else (0, ii, area)
 
 
-def prefer_sparse(dense: FitOutcome, sparse: FitOutcome, sparse_settings: dict, board, objective: str) -> FitOutcome:
-    """The better of the best all-dense design and the best design with sparse kernels (`_rank`)."""
-    sparse = FitOutcome(
-        sparse.io_type,
-        {**sparse_settings, **sparse.layer_settings},
-        sparse.estimate,
+def with_settings(outcome: FitOutcome, settings: dict, label: str) -> FitOutcome:
+    """A fit outcome of a design converted with extra per-layer `settings` (sparse kernels, DA), labelled."""
+    return FitOutcome(
+        outcome.io_type,
+        {**settings, **outcome.layer_settings},
+        outcome.estimate,
         True,
-        f"sparse weight-shared kernels for {', '.join(sparse_settings)}; {sparse.explanation}",
-        sparse.fits,
+        f"{label}; {outcome.explanation}",
+        outcome.fits,
     )
-    chosen = min((dense, sparse), key=lambda o: _rank(o, board, objective))
-    log.info(
-        "sparse kernels %s: %s LUT %.0f, II %d cycles vs all-dense LUT %.0f, II %d cycles",
-        "chosen" if chosen is sparse else "not chosen",
-        ", ".join(sparse_settings),
-        sparse.estimate.resources["LUT"],
-        sparse.estimate.ii_cycles,
-        dense.estimate.resources["LUT"],
-        dense.estimate.ii_cycles,
-    )
-    return chosen
+
+
+def cheaper_as_da(da: FitOutcome, other: FitOutcome, da_settings: dict, board) -> dict[str, dict]:
+    """The DA layers of the fitted design `da` whose share of the board is smaller than the same layer's
+    in the fitted design `other` (e.g. a classifier that area recovery folds is cheaper without DA, a
+    conv with few nonzero weights is cheaper with it): the per-layer mix to try next."""
+    budget = board.resources
+
+    def share(layer) -> float:
+        return sum(layer.resources.get(k, 0.0) / budget[k] for k in RESOURCE_KINDS if budget[k])
+
+    mine = {layer.name: layer for layer in da.estimate.layers}
+    theirs = {layer.name: layer for layer in other.estimate.layers}
+    return {
+        name: value
+        for name, value in da_settings.items()
+        if name in mine and name in theirs and share(mine[name]) < share(theirs[name])
+    }
+
+
+def choose_design(variants: dict[str, FitOutcome], board, objective: str) -> FitOutcome:
+    """The best of the fitted design variants (`_rank`): e.g. all-dense, sparse kernels, DA, both.
+    Each variant is logged with its LUT and II, so the report's log says why one was chosen."""
+    chosen_name = min(variants, key=lambda n: _rank(variants[n], board, objective))
+    for name, o in variants.items():
+        log.info(
+            "design %-18s %s: LUT %.0f, BRAM36 %.1f, II %d cycles%s",
+            name,
+            "chosen" if name == chosen_name else "      ",
+            o.estimate.resources["LUT"],
+            o.estimate.resources["BRAM36"],
+            o.estimate.ii_cycles,
+            "" if o.fits else " (does not fit)",
+        )
+    return variants[chosen_name]
+
+
+def fit_with_kernels(fit, sparse: dict, da: dict, board, objective: str) -> FitOutcome:
+    """The best fitted design among: as converted, with the sparse kernel on `sparse`, with DA on `da`,
+    with both, and with DA only on the layers where it is cheaper than in the best design without DA
+    (`cheaper_as_da`). `fit(extra_layer_settings) -> FitOutcome` converts and fits one variant."""
+
+    def variant(on_sparse: dict, on_da: dict) -> FitOutcome:
+        extra = {**on_sparse, **on_da}
+        label = [f"sparse weight-shared kernels for {', '.join(on_sparse)}"] if on_sparse else []
+        label += [f"distributed arithmetic for {', '.join(on_da)}"] if on_da else []
+        return with_settings(fit(extra), extra, "; ".join(label))
+
+    variants = {"all-dense": fit({})}
+    if sparse:
+        variants["sparse"] = variant(sparse, {})
+    if da:
+        variants["da"] = variant({}, da)
+        if sparse:
+            variants["sparse+da"] = variant(sparse, da)
+        keep = (
+            sparse
+            if sparse and _rank(variants["sparse"], board, objective) < _rank(variants["all-dense"], board, objective)
+            else {}
+        )
+        without = "sparse" if keep else "all-dense"
+        mixed = cheaper_as_da(variants["sparse+da" if keep else "da"], variants[without], da, board)
+        if mixed and mixed != da:
+            variants[f"{without}+da per layer"] = variant(keep, mixed)
+    return choose_design(variants, board, objective) if len(variants) > 1 else variants["all-dense"]
 
 
 # ------------------------------------------------------------------------------------ real synthesis

@@ -110,3 +110,27 @@ def _alive(pid: int) -> bool:
         return False
     status = Path(f"/proc/{pid}/status")
     return not (status.exists() and "\nState:\tZ" in status.read_text())  # a zombie has stopped
+
+
+def test_cast_of_a_constant_below_the_rounding_bit_runs(tmp_path):
+    """A DA output that is only a tiny bias (its filter pruned away) is cast like this in the generated
+    kernel; ap_types' C model asserts on it unless the C simulation's flags turn its asserts off, and the
+    value must still come out as the hardware's (rounded to 0, saturated at 0 for the unsigned type)."""
+    import subprocess
+
+    import hls4ml
+
+    ap_types = Path(hls4ml.__file__).parent / "templates" / "vivado" / "ap_types"
+    src = tmp_path / "cast.cpp"
+    src.write_text(
+        '#include "ap_fixed.h"\n#include <cstdio>\n'
+        "int main() { ap_fixed<4,-6> v = -0.0068359375; ap_fixed<6,-3> w = 0.0546875;\n"
+        "  ap_ufixed<8,3,AP_RND_CONV,AP_SAT> o = v; ap_fixed<8,3,AP_RND_CONV,AP_SAT> p = w;\n"
+        '  printf("%g %g\\n", o.to_double(), p.to_double()); return 0; }\n'
+    )
+    exe = tmp_path / "cast"
+    flags = [f for f in csim.compile_flags(axi_wrapper=True) if f != "-fPIC"]
+    subprocess.run([csim.CXX, *flags, f"-I{ap_types}", str(src), "-o", str(exe)], check=True)
+    run = subprocess.run([str(exe)], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split() == ["0", "0.0625"]  # 0.0546875 = 1.75 LSB of 2^-5 -> 2 LSB

@@ -249,3 +249,39 @@ def test_a_build_with_a_distributed_arithmetic_layer(fire_stream_build, tmp_path
     else:
         assert rtl["status"] == "skipped" and "yosys" in rtl["reason"]
     assert "through yosys" in (out / "report.md").read_text()
+
+
+class PrunedCNN(nn.Module):
+    """A conv for distributed arithmetic and a pruned dense layer for the sparse kernel, in one design."""
+
+    def __init__(self):
+        super().__init__()
+        self.inp, self.conv, self.relu = quant_input(SPEC), quant_conv(SPEC, 1, 4, 3), quant_relu(SPEC)
+        self.pool, self.fc = nn.MaxPool2d(2), quant_linear(SPEC, 4 * 5 * 5, 10)
+        with torch.no_grad():
+            keep = torch.rand(self.fc.weight.shape, generator=torch.Generator().manual_seed(1)) < 0.2
+            self.fc.weight.mul_(keep)
+            # one filter pruned away, with a bias below the output's LSB: its DA output is a tiny constant,
+            # whose cast once tripped an ap_types assertion in C simulation (flows/csim.py compile_flags)
+            self.conv.weight[0].zero_()
+            self.conv.bias[0] = -0.0068
+
+    def forward(self, x):
+        return self.fc(torch.flatten(self.pool(self.relu(self.conv(self.inp(x)))), 1))
+
+
+def test_sparse_kernel_and_distributed_arithmetic_in_one_design_bit_exact(tmp_path, monkeypatch, cache_dir):
+    from flows.sparse.extension import STRATEGY as SPARSE_STRATEGY
+    from flows.sparse.layout import LAYER_CLASS as SPARSE_CLASS
+
+    monkeypatch.setenv(CACHE_ENV, str(cache_dir))
+    net = _calibrated(PrunedCNN(), (1, 12, 12))
+    wrapper = export_model(net, (1, 12, 12), tmp_path / "cnn.onnx")
+    settings = {**da_layer_settings(["Conv2D_Conv_0"]), "Dense_MatMul_0": {"Strategy": SPARSE_STRATEGY}}
+    model = convert_module.convert(
+        wrapper, tmp_path, HLSConfig(io_type="io_stream"), QuantConfig(), load_board("pynq-z2"), layer_settings=settings
+    )[0]
+    by_name = {layer.name: layer for layer in model.get_layers()}
+    assert by_name["Conv2D_Conv_0"].get_attr("strategy") == DA_STRATEGY and by_name["Conv2D_Conv_0"].get_attr(COST_ATTR)
+    assert [layer.class_name for layer in model.get_layers()].count(SPARSE_CLASS) == 1
+    _assert_bit_exact(net, model, tmp_path, (1, 12, 12))

@@ -10,9 +10,11 @@
   `CARRY`, `MUXF`, labelled `source: "yosys"`. A failing run raises a ToolError naming the layer.
 - `simulate(solution, name, folder, x)`: verilator builds da4ml's binder (`build_simulator`) and runs
   the Verilog on the input vectors `x`, to compare bit for bit with the C simulation / numpy reference.
+- `verify_rtl(solution, name, folder, layer)`: verilator on 128 vectors on the layer's input grid against
+  da4ml's bit-true model of the solution the HLS kernel (and so the C simulation) is generated from.
 - `synthesize_da_layers(hls_model, folder, part)`: every DA layer of a converted model (its cached
-  solution, flows/da/hls_pass.py), each with its yosys figures or a labelled skip or failure, so one
-  failing layer keeps the rest.
+  solution, flows/da/hls_pass.py), each with its yosys figures and verilator check, or a labelled skip
+  or failure, so one failing layer keeps the rest.
 
 A missing tool is never a failure: the yosys functions return None (`synthesize_da_layers` labels
 every layer `status: "skipped"` with the reason), `simulate` returns None.
@@ -21,8 +23,10 @@ every layer `status: "skipped"` with the reason), `simulate` returns None.
 from __future__ import annotations
 
 import ctypes
+import hashlib
 import json
 import logging
+import os
 import re
 import shutil
 import subprocess
@@ -45,6 +49,7 @@ log = logging.getLogger(__name__)
 YOSYS = "yosys"
 VERILATOR = "verilator"
 SOURCE = "yosys"
+RTL_VECTORS = 128  # verilator vectors per DA layer in a build
 _FAMILIES = (  # (part prefix pattern, yosys synth_xilinx family), first match wins
     (r"xc7", "xc7"),
     (r"xc(zu|k2|au|u[0-9])", "xcup"),  # Zynq UltraScale+, Kria K26/K24, Artix UltraScale+, Alveo
@@ -149,6 +154,32 @@ def _runtime_sources(sim: Path, top: str) -> list[str]:
     return names or ["verilated", "verilated_threads"]
 
 
+NEW_LINT_CODES = ("WIDTHTRUNC", "WIDTHEXPAND")  # verilator 5.008+; older ones reject them in lint_off comments
+
+
+def verilator_version() -> tuple[int, int]:
+    out = subprocess.run([VERILATOR, "--version"], capture_output=True, text=True).stdout
+    match = re.search(r"Verilator (\d+)\.(\d+)", out)
+    return (int(match.group(1)), int(match.group(2))) if match else (0, 0)
+
+
+def _static_includes(sim: Path) -> list[str]:
+    """The include path of da4ml's building blocks. A verilator older than 5.008 (Debian 12 ships 5.006)
+    stops at the lint codes `WIDTHTRUNC`/`WIDTHEXPAND` in their lint comments: it reads a copy (in
+    `sim/compat/`, before the originals) where they are its older code `WIDTH`; da4ml's files stay as written."""
+    static = sim.parent / "src" / "static"
+    if verilator_version() >= (5, 8) or not static.is_dir():
+        return ["-I../src/static"]
+    compat = sim / "compat"
+    compat.mkdir(exist_ok=True)
+    for src in static.glob("*.v"):
+        text = src.read_text()
+        for code in NEW_LINT_CODES:
+            text = text.replace(f"lint_off {code}", "lint_off WIDTH").replace(f"lint_on {code}", "lint_on WIDTH")
+        (compat / src.name).write_text(text)
+    return ["-Icompat", "-I../src/static"]
+
+
 def build_simulator(folder: Path, name: str, layer: str = "layer", timeout_s: float = 1800.0) -> Path:
     """Verilate da4ml's `<name>_wrapper` in `folder` and link da4ml's binder into a library.
 
@@ -159,7 +190,7 @@ def build_simulator(folder: Path, name: str, layer: str = "layer", timeout_s: fl
     top = f"{name}_wrapper"
     shutil.rmtree(sim / "obj_dir", ignore_errors=True)
     verilate = [VERILATOR, "--cc", "-j", "1", "-build", f"{top}.v", "--prefix", f"V{top}", "-Wno-fatal"]
-    verilate += ["-CFLAGS", "-std=c++17 -fPIC -O", "-I../src", "-I../src/static"]
+    verilate += ["-CFLAGS", "-std=c++17 -fPIC -O", "-I../src", *_static_includes(sim)]
     _run_tool(verilate, sim, layer, "verilator", timeout_s)
     root = Path(
         subprocess.run([VERILATOR, "--getenv", "VERILATOR_ROOT"], capture_output=True, text=True).stdout.strip()
@@ -175,9 +206,27 @@ def build_simulator(folder: Path, name: str, layer: str = "layer", timeout_s: fl
         f"-I{root / 'include' / 'vltstd'}",
     ]
     link += ["-I../src", "-pthread", "-shared", "-Wl,--no-undefined", "-o", lib.name, f"{top}_binder.cc"]
-    link += [f"obj_dir/V{top}__ALL.a", *(str(root / "include" / f"{g}.cpp") for g in _runtime_sources(sim, top))]
+    runtime = [runtime_object(root, g, layer, timeout_s) for g in _runtime_sources(sim, top)]
+    link += [f"obj_dir/V{top}__ALL.a", *map(str, runtime)]
     _run_tool(link, sim, layer, "g++ (verilator binder)", timeout_s)
     return lib
+
+
+def runtime_object(root: Path, name: str, layer: str, timeout_s: float) -> Path:
+    """verilator's run-time source `name` compiled once per verilator install (it does not depend on the
+    design) into `~/.cache/fireflow/verilator/` (FIREFLOW_VERILATOR_CACHE): each DA layer then only
+    compiles its own model, which halves the time of a layer's check."""
+    tag = hashlib.sha256(f"{root}|{(root / 'include' / f'{name}.cpp').stat().st_mtime_ns}".encode()).hexdigest()[:12]
+    base = Path(os.environ.get("FIREFLOW_VERILATOR_CACHE", Path.home() / ".cache" / "fireflow" / "verilator"))
+    obj = base / tag / f"{name}.o"
+    if obj.is_file():
+        return obj
+    obj.parent.mkdir(parents=True, exist_ok=True)
+    tmp = obj.with_suffix(f".{os.getpid()}.tmp.o")
+    cmd = ["g++", "-std=c++17", "-fPIC", "-O", "-pthread", f"-I{root / 'include'}", f"-I{root / 'include' / 'vltstd'}"]
+    _run_tool([*cmd, "-c", "-o", str(tmp), str(root / "include" / f"{name}.cpp")], obj.parent, layer, "g++", timeout_s)
+    os.replace(tmp, obj)  # atomic: a concurrent build sees the whole object or none
+    return obj
 
 
 def simulate(solution: DASolution, name: str, folder: Path, x: np.ndarray, layer: str = "layer") -> np.ndarray | None:
@@ -207,7 +256,53 @@ def simulate(solution: DASolution, name: str, folder: Path, x: np.ndarray, layer
     return ((out.reshape(len(flat), n_out).astype(np.float64) + offset) % span - offset) * 2.0 ** -int(f_out)
 
 
-def synthesize_da_layers(hls_model, folder: Path, part: str, cache_dir: Path | None = None) -> dict[str, dict]:
+def grid_vectors(solution: DASolution, n: int, seed: int = 0) -> np.ndarray:
+    """`n` random input vectors on each input's own fixed-point grid (da4ml's keep-negative/int/frac bits),
+    the first ones at the extremes of the range, where overflow and sign handling would show."""
+    k, i, f = (np.asarray(v, dtype=np.int64) for v in solution.logic.inp_kifs)
+    lo, hi = -(k * 2.0 ** (i + f)), 2.0 ** (i + f) - 1
+    rng = np.random.default_rng(seed)
+    words = np.floor(lo + rng.random((n, len(lo))) * (hi - lo + 1))
+    extremes = np.stack([lo, hi, *np.where(rng.random((2, len(lo))) < 0.5, lo, hi)])[:n]
+    words[: len(extremes)] = extremes  # all lowest, all highest, two mixes
+    return words * 2.0**-f
+
+
+def verify_rtl(solution: DASolution, name: str, folder: Path, layer: str, vectors: int = RTL_VECTORS) -> dict:
+    """verilator's run of a DA layer's Verilog on `vectors` input vectors against da4ml's bit-true model of
+    the same solution (the kernel the C simulation runs): `{"source": "verilator", "vectors", "bit_exact",
+    "mismatches"}`, or a labelled skip without verilator."""
+    if shutil.which(VERILATOR) is None:
+        return {
+            "source": "verilator",
+            "status": "skipped",
+            "reason": "verilator is not on PATH (apt install verilator)",
+        }
+    x = grid_vectors(solution, vectors)
+    t0 = time.time()
+    got = simulate(solution, name, folder, x, layer)
+    want = solution.logic.predict(x)
+    mismatches = int(np.count_nonzero(np.any(got != want, axis=1)))
+    if mismatches:
+        log.warning("%s: verilator disagrees with the C model on %d of %d vectors", layer, mismatches, vectors)
+    seconds = round(time.time() - t0, 2)
+    log.info(
+        "%s: verilator, %d vectors: %s (%.1f s)", layer, vectors, "bit-exact" if not mismatches else "MISMATCH", seconds
+    )
+    return {
+        "source": "verilator",
+        "status": "ok",
+        "vectors": vectors,
+        "bit_exact": mismatches == 0,
+        "mismatches": mismatches,
+        "reference": "da4ml's bit-true model of the solution the HLS kernel is generated from",
+        "seconds": seconds,
+    }
+
+
+def synthesize_da_layers(
+    hls_model, folder: Path, part: str, cache_dir: Path | None = None, enabled: bool = True
+) -> dict[str, dict]:
     """yosys figures of every DA layer of a converted model, by hls4ml layer name.
 
     The solutions are read from `cache_dir`, by default the one the conversion used.
@@ -220,7 +315,9 @@ def synthesize_da_layers(hls_model, folder: Path, part: str, cache_dir: Path | N
         cache_dir = solver_config(hls_model)[1]  # where the conversion cached its solutions
     family = yosys_family(part)
     skip = None
-    if shutil.which(YOSYS) is None:
+    if not enabled:
+        skip = "turned off (hls.rtl=off)"
+    elif shutil.which(YOSYS) is None:
         skip = "yosys is not on PATH (Debian: apt install yosys)"
     elif family is None:
         skip = f"yosys synth_xilinx has no family for part {part}"
@@ -240,6 +337,12 @@ def synthesize_da_layers(hls_model, folder: Path, part: str, cache_dir: Path | N
         except ToolError as exc:
             log.warning("%s", exc)
             results[layer.name] = {"source": SOURCE, "status": "failed", "error": str(exc)}
+            continue
+        try:  # a failing simulation keeps the layer's synthesis figures
+            results[layer.name]["simulation"] = verify_rtl(solution, name, Path(folder) / layer.name, layer.name)
+        except ToolError as exc:
+            log.warning("%s", exc)
+            results[layer.name]["simulation"] = {"source": "verilator", "status": "failed", "reason": str(exc)}
     if skip is not None and layers:
         log.info("DA layers not synthesized: %s", skip)
     return results

@@ -1,5 +1,7 @@
 """Step `convert`: the hls4ml project for the board (`hls4ml_prj/`), sized by the estimator's fit
 search (flows/hardware.py), then compiled with g++ into the C-simulation library the csim step runs.
+io_stream FIFO depths come from the concurrent dataflow simulation compiled beside the project
+(flows/dataflow/, `dataflow` config: the smallest passing depths plus a margin) before the estimate.
 Distributed-arithmetic layers are also synthesized with yosys when it is on PATH (`hls4ml_prj/da_rtl/`,
 figures labelled `yosys`; skipped and labelled without it).
 
@@ -18,7 +20,15 @@ from flows.context import QONNX_FILE, BuildContext
 from flows.convert import PROJECT_DIR, convert, layer_table, resolve_settings
 from flows.csim import compile_project
 from flows.da.rtl import synthesize_da_layers
-from flows.hardware import estimate_model, estimate_sections, fit_design, prefer_sparse, sparse_candidates
+from flows.dataflow import prepare_dataflow
+from flows.hardware import (
+    da_candidates,
+    estimate_model,
+    estimate_sections,
+    fit_design,
+    fit_with_kernels,
+    sparse_candidates,
+)
 from flows.results import ConvertResult
 
 log = logging.getLogger(__name__)
@@ -52,14 +62,27 @@ def run(ctx: BuildContext) -> ConvertResult:
             pinned=pinned,
         )
 
-    outcome = fit(convert_fn)
-    if cfg.hls.sparse == "auto":  # the sparse kernel where pruning left few weights, if the design gains
-        sparse = sparse_candidates(convert_fn(cfg.hls.io_type, {}), cfg.hls.sparse_max_density, pinned)
-        if sparse:
-            alt = fit(lambda io_type, layer_settings: convert_fn(io_type, {**sparse, **layer_settings}))
-            outcome = prefer_sparse(outcome, alt, sparse, board, cfg.hls.objective)
+    base = convert_fn(cfg.hls.io_type, {})
+    sparse = sparse_candidates(base, cfg.hls.sparse_max_density, pinned) if cfg.hls.sparse == "auto" else {}
+    da = da_candidates(base, cfg.hls.da_max_nonzero, pinned, exclude=sparse) if cfg.hls.da == "auto" else {}
+    outcome = fit_with_kernels(
+        lambda extra: fit(lambda io_type, layer_settings: convert_fn(io_type, {**extra, **layer_settings})),
+        sparse,
+        da,
+        board,
+        cfg.hls.objective,
+    )
     hls = replace(cfg.hls, io_type=outcome.io_type)
     hls_model, _ = convert(wrapper, ctx.out, hls, cfg.quant, board, layer_settings=outcome.layer_settings)
+    dataflow = {}
+    if outcome.io_type == "io_stream" and cfg.dataflow.enabled:  # the FIFO depths from the dataflow simulation
+        dataflow = prepare_dataflow(
+            hls_model,
+            ctx.path(PROJECT_DIR),
+            cfg.dataflow,
+            cfg.hls.pipeline_axi,
+            estimate=lambda m: estimate_model(m, board, settings.clock_period_ns, outcome.io_type, pipelined)[1],
+        )
     _, est = estimate_model(hls_model, board, settings.clock_period_ns, outcome.io_type, pipelined)
     resources, latency = estimate_sections(est, board)
     resources["fit"] = {
@@ -77,7 +100,7 @@ def run(ctx: BuildContext) -> ConvertResult:
         latency["images_per_second"] or 0,
     )
     library = compile_project(ctx.path(PROJECT_DIR), settings.project_name)
-    rtl = synthesize_da_layers(hls_model, ctx.path(PROJECT_DIR) / "da_rtl", board.part)
+    rtl = synthesize_da_layers(hls_model, ctx.path(PROJECT_DIR) / "da_rtl", board.part, enabled=cfg.hls.rtl == "auto")
     return ConvertResult(
         project=PROJECT_DIR,
         backend=settings.backend,
@@ -92,4 +115,5 @@ def run(ctx: BuildContext) -> ConvertResult:
         latency=latency,
         library=str(library.relative_to(ctx.out)),
         rtl=rtl,
+        dataflow=dataflow,
     )

@@ -1,0 +1,70 @@
+"""The fit search chooses distributed arithmetic per layer (issue 11): it converts the design as it is,
+with sparse kernels, with DA on every candidate and with DA only where da4ml's adders are cheaper than
+the layer without DA, and keeps the best by the objective. Checked on the test-size lenet5_fire build
+(its convs have few nonzero weights) against the same build with `hls.da=off`, and on the selection
+rules themselves."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+
+from flows.api import run_build
+from flows.hardware import FitOutcome, cheaper_as_da, choose_design
+from tests.conftest import SMALL, copy_build
+
+pytest.importorskip("da4ml")
+
+BOARD = SimpleNamespace(
+    name="pynq-z2", resources={"LUT": 100.0, "FF": 100.0, "DSP": 10.0, "BRAM36": 10.0, "URAM": 0.0}
+)
+
+
+def _outcome(layers: dict[str, float], ii: int = 10, fits: bool = True) -> FitOutcome:
+    zero = {"FF": 0.0, "DSP": 0.0, "BRAM36": 0.0, "URAM": 0.0}
+    rows = [SimpleNamespace(name=n, resources={"LUT": lut, **zero}) for n, lut in layers.items()]
+    total = {"LUT": sum(layers.values()), **zero}
+    est = SimpleNamespace(layers=rows, resources=total, ii_cycles=ii)
+    return FitOutcome("io_stream", {}, est, True, "", fits)
+
+
+def test_da_only_where_it_is_cheaper_than_the_layer_without_it():
+    with_da = _outcome({"conv": 5.0, "fc": 40.0})
+    without = _outcome({"conv": 20.0, "fc": 10.0})
+    settings = {"conv": {"Strategy": "distributed_arithmetic"}, "fc": {"Strategy": "distributed_arithmetic"}}
+    assert cheaper_as_da(with_da, without, settings, BOARD) == {"conv": settings["conv"]}
+
+
+def test_choose_design_ranks_fit_then_objective():
+    small_slow = _outcome({"a": 30.0}, ii=1000)
+    big_fast = _outcome({"a": 60.0}, ii=100)
+    too_big = _outcome({"a": 500.0}, ii=10, fits=False)
+    variants = {"small": small_slow, "big": big_fast, "no fit": too_big}
+    assert choose_design(variants, BOARD, "area") is small_slow
+    assert choose_design(variants, BOARD, "latency") is big_fast
+
+
+@pytest.fixture(scope="module")
+def da_off(fire_stream_build, tmp_path_factory):
+    out, _ = fire_stream_build
+    copy = copy_build(out, tmp_path_factory.mktemp("da_off") / "build")
+    return run_build("lenet5_fire", "pynq-z2", {**SMALL, "out_dir": str(copy), "hls.da": "off"})
+
+
+def _share(report: dict) -> float:
+    res = report["resources"]
+    return sum(res[k] / res["budget"][k] for k in ("LUT", "FF", "DSP", "BRAM36") if res["budget"].get(k))
+
+
+def test_auto_da_is_never_worse_than_none_and_is_labelled(fire_stream_build, da_off):
+    _, auto = fire_stream_build
+    assert _share(auto) <= _share(da_off) + 1e-9  # the objective (area) at the same or a better II
+    assert auto["latency"]["ii"] <= da_off["latency"]["ii"]
+    assert not any(row.get("da") for row in da_off["hls_layers"])
+    da_rows = [row for row in auto["hls_layers"] if row.get("da")]
+    for row in da_rows:
+        assert row["da"]["source"] == "da4ml" and row["da"]["LUT"] > 0 and row["strategy"] == "distributed_arithmetic"
+    if da_rows:
+        assert "distributed arithmetic for" in auto["resources"]["fit"]["explanation"]
+    assert auto["csim"]["bit_exact_fraction"] == da_off["csim"]["bit_exact_fraction"] == 1.0
