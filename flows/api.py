@@ -20,11 +20,13 @@ from flows.boards import available_boards, load_board
 from flows.config import BuildConfig, apply_overrides, config_from_dict, to_yaml
 from flows.configfile import merge_config, read_config_file
 from flows.context import REPORT_JSON, REPORT_MD, BuildContext
+from flows.device import resolve_device
 from flows.errors import DoesNotFitError, UsageError
 from flows.flow import steps_for
-from flows.logs import quiet_libraries
+from flows.logs import build_log, quiet_libraries
+from flows.metrics import require_tensorboard, write_metrics
 from flows.pipeline import run_steps
-from models import MODELS, available_models, resolve_model
+from models import MODELS, available_models, is_model_file, resolve_model
 
 __all__ = ["prepare_out_dir", "quiet_libraries", "resolve_config", "run_build"]
 
@@ -57,7 +59,8 @@ def resolve_config(
 
 
 def prepare_out_dir(cfg: BuildConfig) -> Path:
-    out = Path(cfg.out_dir) if cfg.out_dir else Path("hls") / f"{cfg.model.replace(':', '_')}-{cfg.board}"
+    name = Path(cfg.model).stem if is_model_file(cfg.model) else cfg.model.replace(":", "_")
+    out = Path(cfg.out_dir) if cfg.out_dir else Path("hls") / f"{name}-{cfg.board}"
     try:
         out.mkdir(parents=True, exist_ok=True)
         probe = out / ".write-test"
@@ -80,12 +83,21 @@ def run_build(
 ) -> dict:
     """Build `model` for `board`; returns report.json's content (or the results so far with `until`)."""
     cfg = resolve_config(model, board, overrides, config_file)
+    require_tensorboard(cfg.tensorboard)  # --tensorboard without the package, --device cuda without CUDA:
+    resolve_device(cfg.train.device)  # one line before anything is written
     out = prepare_out_dir(cfg)
     ctx = BuildContext(cfg=cfg, board=load_board(board), out=out)
     atomic_write_text(out / "config.json", cfg.to_json() + "\n")
     atomic_write_text(out / "config.yaml", to_yaml(cfg))
-    log.info("build folder %s", out)
-    run_steps(ctx, steps_for(cfg), force=force, until=until)
+    with build_log(out):  # build.log: the full DEBUG log and a failure's traceback (flows/logs.py)
+        log.info("build folder %s", out)
+        log.debug("config: %s", cfg.to_json())
+        return _run_and_report(ctx, cfg, out, force, until)
+
+
+def _run_and_report(ctx: BuildContext, cfg: BuildConfig, out: Path, force: str | None, until: str | None) -> dict:
+    run_steps(ctx, steps_for(cfg), force=force, until=until, cache=cfg.step_cache)
+    write_metrics(out, ctx.results.histories(), cfg.tensorboard)  # metrics.csv also when stages were reused
     report_path = out / REPORT_JSON
     if until is None and report_path.exists():
         report = json.loads(report_path.read_text())

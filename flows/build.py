@@ -44,7 +44,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--board", default="pynq-z2", help="board in constraints/ (default pynq-z2)")
     p.add_argument("--data-dir", help="folder in torchvision's layout, e.g. ../shared/data (read-only is fine)")
     p.add_argument("--cache-dir", help="writable data cache (default ~/.cache/fireflow/data)")
-    p.add_argument("--dataset", help="mnist (default), fashion_mnist, cifar10, digits, synthetic")
+    p.add_argument(
+        "--dataset",
+        help="mnist (default), fashion_mnist, cifar10, digits, synthetic, or your own: an image folder "
+        "(DIR/train/<class>/, DIR/test/<class>/ or DIR/<class>/) or an .npz with x_train, y_train, x_test, y_test",
+    )
     p.add_argument("--out", help="build folder (default hls/<model>-<board>)")
     p.add_argument("--epochs", type=int, help="float training epochs")
     p.add_argument("--qat-epochs", type=int, help="quantization-aware fine-tuning epochs")
@@ -52,6 +56,27 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--io-type", choices=["io_stream", "io_parallel"], help="hls4ml I/O type")
     p.add_argument("--csim-samples", type=int, help="test images through the C simulation (default: all)")
     p.add_argument("--synth", action="store_true", help="run Vivado/Vitis HLS synthesis (tool must be on PATH)")
+    p.add_argument(
+        "--bitstream",
+        action="store_true",
+        help="PYNQ boards: build the overlay (.bit + .hwh into deploy/) with Vivado; skipped with a message without it",
+    )
+    p.add_argument(
+        "--max-accuracy-drop",
+        type=float,
+        metavar="PP",
+        help="choose pruning, bit widths and structure for the least hardware within PP points of float (validation)",
+    )
+    p.add_argument(
+        "--device", choices=["auto", "cpu", "cuda"], help="train and evaluate on (default auto: cuda when available)"
+    )
+    p.add_argument("--tensorboard", action="store_true", help="log every training epoch to <build>/tensorboard")
+    p.add_argument(
+        "--weights",
+        metavar="FILE",
+        help="trained weights (a state dict: torch.save of model.state_dict(), or .safetensors) loaded instead of "
+        "float training",
+    )
     p.add_argument("--config", help="a config.json or config.yaml (e.g. from an earlier build) to start from")
     p.add_argument(
         "--set",
@@ -80,10 +105,17 @@ def overrides_from_args(args: argparse.Namespace) -> dict:
         "seed": args.seed,
         "hls.io_type": args.io_type,
         "csim.samples": args.csim_samples,
+        "train.weights": str(Path(args.weights).resolve()) if args.weights else None,
+        "train.device": args.device,
+        "search.max_accuracy_drop": args.max_accuracy_drop,
     }
     overrides.update({k: v for k, v in simple.items() if v is not None})
+    if args.tensorboard:
+        overrides["tensorboard"] = True
     if args.synth:
         overrides["hls.synth"] = True
+    if args.bitstream:
+        overrides["hls.bitstream"] = True
     for item in args.set:
         path, value = parse_override(item)
         overrides[".".join(path)] = value
@@ -134,9 +166,10 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     if args.until is None and "accuracy" in report:
         acc, c = report["accuracy"], report["csim"]
+        fmt = {k: "-" if v is None else f"{v:.4f}" for k, v in acc.items()}  # an imported QONNX file: no float
         print(
-            f"{report['model']} on {report['board']}: accuracy float {acc['float']:.4f}, quantized "
-            f"{acc['quantized']:.4f}, csim {acc['csim']:.4f}; csim bit-exact {c['bit_exact_fraction']:.4f} "
+            f"{report['model']} on {report['board']}: accuracy float {fmt['float']}, quantized "
+            f"{fmt['quantized']}, csim {fmt['csim']}; csim bit-exact {c['bit_exact_fraction']:.4f} "
             f"on {c['samples']} images"
         )
         print(f"report: {Path(report['hls_project']).parent / 'report.md'}")

@@ -16,26 +16,14 @@ from pathlib import Path
 from typing import Any, get_args, get_origin, get_type_hints
 
 from flows.configfile import dump_yaml, read_config_file, reject_json_constant
+from flows.dataconfig import DATASETS, DataConfig, validate_data  # noqa: F401 (DATASETS: re-exported)
 from flows.errors import UsageError
+from flows.searchconfig import SearchConfig, validate_search
 
 IO_TYPES = ("io_stream", "io_parallel")
 STRATEGIES = ("Latency", "Resource")
 LAYER_STRATEGIES = ("latency", "resource", "sparse", "distributed_arithmetic")
-DATASETS = ("mnist", "fashion_mnist", "cifar10", "digits", "synthetic")
-
-
-@dataclass
-class DataConfig:
-    """Where the data comes from. `data_dir` holds torchvision's layout (e.g. MNIST/raw/*.gz)."""
-
-    dataset: str = "mnist"
-    data_dir: str | None = None
-    cache_dir: str | None = None  # writable cache; default ~/.cache/fireflow/data
-    download: bool = True  # let torchvision download when the data is not found
-    max_train: int | None = None  # use only the first N training images (quick runs, tests)
-    max_test: int | None = None
-    augment: bool = True  # random +-2 pixel shifts during training
-    verify_md5: bool = True  # check CIFAR-10 batch files against torchvision's md5 sums
+DEVICES = ("auto", "cpu", "cuda")
 
 
 @dataclass
@@ -49,6 +37,8 @@ class TrainConfig:
     qat_lr: float = 5e-4
     weight_decay: float = 1e-4
     threads: int = 1  # torch threads; more threads slow small nets down on few, busy cores
+    device: str = "auto"  # auto (cuda when available), cpu or cuda: training and evaluation (export stays on CPU)
+    weights: str | None = None  # a state dict file (torch weights_only or .safetensors) loaded instead of training
 
 
 @dataclass
@@ -121,9 +111,17 @@ class HLSConfig:
     # of flows/sparse/) or "distributed_arithmetic" (da4ml shift-and-add, flows/da/; fully parallel)
     layer_strategy: dict[str, str] = field(default_factory=dict)
     # "auto": dense layers (io_stream) with at most sparse_max_density nonzero weights get the sparse kernel when
-    # the fitted design is better with it (flows/hardware.py prefer_sparse); "off": never unless layer_strategy says
+    # the fitted design is better with it (flows/hardware.py choose_design); "off": never unless layer_strategy says
     sparse: str = "auto"
     sparse_max_density: float = 0.3
+    # "auto": io_stream conv/pointwise/dense layers (not given the sparse kernel) with at most da_max_nonzero
+    # nonzero weights become distributed arithmetic (da4ml, fully parallel) when the fitted design is better
+    # with it (flows/hardware.py choose_design); "off": only where layer_strategy says so
+    da: str = "auto"
+    da_max_nonzero: int = 4096  # bounds da4ml's solve time (a 784x300 layer at 90% zeros takes minutes)
+    # DA layers' Verilog through yosys (synth_xilinx) and verilator (128 vectors) when the tools are on PATH
+    # ("auto"), or never ("off": e.g. quick exploratory builds; verilator compiles take a minute per layer)
+    rtl: str = "auto"
     exact_accumulators: bool = True  # narrowest overflow-free accumulator types (flows/precision.py)
     pipeline_axi: bool = True  # pipeline the AXI wrapper's copy loops (VivadoAccelerator)
     fuse_relu: bool = True  # quantized ReLUs become the output cast of the conv/dense before them
@@ -136,6 +134,9 @@ class HLSConfig:
     require_fit: bool = True  # exit non-zero (after the report) when the design does not fit the board
     synth: bool = False  # run Vivado/Vitis HLS C synthesis (needs the tool on PATH)
     vsynth: bool = False  # and Vivado logic synthesis after it
+    # PYNQ boards: hls4ml's VivadoAccelerator build to a .bit + .hwh in deploy/ (skipped, with a message,
+    # without vivado_hls and vivado on PATH)
+    bitstream: bool = False
 
 
 @dataclass
@@ -148,6 +149,21 @@ class CSimConfig:
 
 
 @dataclass
+class DataflowConfig:
+    """Concurrent bounded-FIFO C simulation of io_stream designs (flows/dataflow/): at conversion it sizes
+    the FIFOs (`size`: the smallest depths that pass, plus `margin`, instead of hls.fifo_depth's), then the
+    `dataflow` step runs `images` test images back to back, bit for bit against the C simulation; a
+    deadlock fails the build (exit 7) with its diagnosis in dataflow.json."""
+
+    enabled: bool = True
+    images: int = 20  # test images fed back to back in the check (>= 2)
+    timeout_s: float = 60.0  # watchdog: a run with no stream operation for this long fails
+    size: bool = True
+    margin: float = 0.5  # chosen depth = max(min_depth, ceil(minimum * (1 + margin)))
+    min_depth: int = 2  # no FIFO shallower than this (Vivado HLS's default depth)
+
+
+@dataclass
 class BuildConfig:
     """A whole build: model, board, data, training recipe, quantization, HLS and csim settings."""
 
@@ -155,6 +171,7 @@ class BuildConfig:
     board: str = "pynq-z2"
     seed: int = 0
     out_dir: str | None = None  # default hls/<model>-<board>
+    step_cache: str | None = None  # finished steps shared between builds (flows/stepcache.py; sweeps set it)
     arch: dict[str, Any] = field(default_factory=dict)  # model architecture knobs
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -163,6 +180,9 @@ class BuildConfig:
     compress: CompressConfig = field(default_factory=CompressConfig)
     hls: HLSConfig = field(default_factory=HLSConfig)
     csim: CSimConfig = field(default_factory=CSimConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
+    dataflow: DataflowConfig = field(default_factory=DataflowConfig)
+    tensorboard: bool = False  # also log every training epoch to <build>/tensorboard (pip install tensorboard)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -321,11 +341,13 @@ def validate(cfg: BuildConfig) -> None:
     """Range and choice checks that types alone do not catch."""
     if not 0 <= cfg.seed <= SEED_MAX:
         raise UsageError(f"config seed = {cfg.seed} must be in 0..{SEED_MAX}")
-    _choice("data.dataset", cfg.data.dataset, DATASETS)
+    validate_data(cfg.data)
+    _choice("train.device", cfg.train.device, DEVICES)
     _choice("hls.io_type", cfg.hls.io_type, IO_TYPES)
     _choice("hls.strategy", cfg.hls.strategy, STRATEGIES)
     _choice("hls.fifo_depth", cfg.hls.fifo_depth, ("rows", "full"))
     _choice("hls.objective", cfg.hls.objective, ("area", "latency"))
+    validate_search(cfg.search)
     _positive("hls.target_images_per_second", cfg.hls.target_images_per_second)
     if cfg.hls.target_images_per_second and (cfg.hls.objective != "area" or not cfg.hls.fit):
         raise UsageError(
@@ -338,9 +360,12 @@ def validate(cfg: BuildConfig) -> None:
     _positive("train.lr", cfg.train.lr)
     _positive("train.qat_lr", cfg.train.qat_lr)
     _positive("train.threads", cfg.train.threads, allow_zero=True)
-    _positive("data.max_train", cfg.data.max_train)
-    _positive("data.max_test", cfg.data.max_test)
     _positive("csim.samples", cfg.csim.samples)
+    if cfg.dataflow.images < 2:
+        raise UsageError(f"config dataflow.images = {cfg.dataflow.images} must be >= 2 (images run back to back)")
+    _positive("dataflow.timeout_s", cfg.dataflow.timeout_s)
+    _positive("dataflow.margin", cfg.dataflow.margin, allow_zero=True)
+    _positive("dataflow.min_depth", cfg.dataflow.min_depth)
     _positive("csim.tb_samples", cfg.csim.tb_samples, allow_zero=True)
     _positive("hls.reuse_factor", cfg.hls.reuse_factor, allow_zero=True)
     _positive("hls.clock_period_ns", cfg.hls.clock_period_ns)
@@ -383,6 +408,9 @@ def validate(cfg: BuildConfig) -> None:
         if not (prec.replace(" ", "").startswith(("fixed<", "ufixed<", "ap_fixed<", "ap_ufixed<", "int<", "uint<"))):
             raise UsageError(f"config hls.layer_precision.{layer} = {prec!r}: use e.g. 'fixed<8,2>' or 'ufixed<8,0>'")
     _choice("hls.sparse", cfg.hls.sparse, ("auto", "off"))
+    _choice("hls.da", cfg.hls.da, ("auto", "off"))
+    _choice("hls.rtl", cfg.hls.rtl, ("auto", "off"))
+    _positive("hls.da_max_nonzero", cfg.hls.da_max_nonzero)
     if not 0 < cfg.hls.sparse_max_density <= 1:
         raise UsageError(f"config hls.sparse_max_density = {cfg.hls.sparse_max_density} must be in (0, 1]")
     for layer, strategy in cfg.hls.layer_strategy.items():

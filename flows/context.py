@@ -13,6 +13,11 @@ Build folder (the top-level names are a public interface; each step owns its out
     hls4ml_prj/ (flows.convert.PROJECT_DIR) convert: the hls4ml project and its compiled C-simulation library
     csim.json, csim/               csim: parity figures, testbench data, diagnosis traces
     synth/                         synth: a synthesized copy of the project (with --synth)
+    bitstream/                     bitstream: the Vivado block-design project (with --bitstream, PYNQ boards)
+    deploy/                        deploy (PYNQ boards): test data, run_on_board.py, the overlay if built
+    build.log                      the full DEBUG log of every run, with the traceback of a failure
+    metrics.csv                    one row per epoch of every training stage (flows/metrics.py)
+    tensorboard/                   the same as TensorBoard event files (with --tensorboard)
     report.json, report.md, plots/ report
 """
 
@@ -27,11 +32,13 @@ import torch
 
 from flows.atomic import atomic_write_bytes
 from flows.boards import Board
+from flows.byo.adapt import adapt, route_of
 from flows.config import BuildConfig
 from flows.data import DataBundle, load_data
+from flows.device import resolve_device
 from flows.errors import UsageError, VerificationError
 from flows.results import Results
-from models import build_model
+from models import MODELS, build_model
 from models.quant import QuantSpec
 
 log = logging.getLogger(__name__)
@@ -45,7 +52,10 @@ BUNDLE_FILE = "model.bundle"
 QONNX_FILE = "model.qonnx.onnx"
 CSIM_FILE = "csim.json"
 CSIM_DIR = "csim"
+DATAFLOW_FILE = "dataflow.json"  # the dataflow step's check (and a deadlock's diagnosis)
 SYNTH_DIR = "synth"
+BITSTREAM_DIR = "bitstream"
+DEPLOY_DIR = "deploy"
 REPORT_JSON = "report.json"
 REPORT_MD = "report.md"
 PLOTS_DIR = "plots"
@@ -61,6 +71,8 @@ class BuildContext:
     results: Results = field(default_factory=Results)
     tmp: Path | None = None  # the running step's scratch folder (set by flows/pipeline.py)
     _data: DataBundle | None = None
+    _route: str | None = None
+    _device: torch.device | None = None
 
     @property
     def data(self) -> DataBundle:
@@ -75,8 +87,21 @@ class BuildContext:
                 d.max_test,
                 seed=self.cfg.seed,
                 verify=d.verify_md5,
+                val_fraction=d.val_fraction,
+                val_size=d.val_size,
+                val_seed=d.val_seed,
+                image_size=d.image_size,
+                channels=d.channels,
+                test_fraction=d.test_fraction,
             )
         return self._data
+
+    @property
+    def device(self) -> torch.device:
+        """Where training and evaluation run (`train.device`; export and C simulation stay on the CPU)."""
+        if self._device is None:
+            self._device = resolve_device(self.cfg.train.device)
+        return self._device
 
     def path(self, rel: str) -> Path:
         return self.out / rel
@@ -112,7 +137,32 @@ class BuildContext:
             return PRUNED_CKPT
         return self.base_checkpoint
 
-    def new_model(self, quantized: bool = True, arch: dict | None = None) -> torch.nn.Module:
+    def new_model(self, quantized: bool = True, arch: dict | None = None, stage: str | None = None) -> torch.nn.Module:
+        """The network of a stage: `train` (as trained), `float` (BatchNorms folded) or `quant` (the hardware
+        model; default with `quantized`). A user's plain or foreign network is adapted (flows/byo/adapt.py)."""
+        stage = stage or ("quant" if quantized else "float")
+        model = self._build(stage == "quant", arch)
+        model, _ = adapt(model, self.route, stage, self.quant_spec(), self.data.in_shape, self.cfg.model)
+        return model
+
+    @property
+    def route(self) -> str:
+        """`own` (a registry network), `plain` (no quantizers: the flow quantizes it) or `brevitas` (its own)."""
+        if self._route is None:
+            self._route = "own" if self.cfg.model in MODELS else route_of(self._build(True, None))
+        return self._route
+
+    def conversions(self) -> list[str]:
+        """What adapting the user's network to the hardware route changed (every stage), one line each;
+        raises UsageError for what cannot be made bit-exact: the pre-training check."""
+        notes: list[str] = []
+        for stage in ("train", "quant"):
+            model = self._build(stage == "quant", None)
+            _, lines = adapt(model, self.route, stage, self.quant_spec(), self.data.in_shape, self.cfg.model)
+            notes += [line for line in lines if line not in notes]
+        return notes
+
+    def _build(self, quantized: bool, arch: dict | None) -> torch.nn.Module:
         torch.manual_seed(self.cfg.seed)
         try:
             return build_model(

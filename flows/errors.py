@@ -44,6 +44,12 @@ class DoesNotFitError(FlowError):
     exit_code = 6
 
 
+class DeadlockError(FlowError):
+    """The concurrent bounded-FIFO C simulation of a dataflow design deadlocked (FIFOs too shallow)."""
+
+    exit_code = 7
+
+
 class BundleError(FlowError, ValueError):
     """A bundle cannot be written (invalid layer) or read (corrupt, truncated, unsupported)."""
 

@@ -28,6 +28,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Protocol
 
+from flows import stepcache
 from flows.atomic import atomic_write_json, hash_json, hash_path
 from flows.codehash import code_hash
 from flows.errors import FlowError, UsageError
@@ -59,6 +60,12 @@ class Step:
     description: str = ""
     # inputs beyond the config and earlier steps (e.g. the data's content hash), part of the cache key
     inputs: Callable[[Any], Any] | None = None
+    # False when the outputs depend on the build folder itself (e.g. a compiled library with its absolute
+    # path): never stored in or restored from a shared step cache (flows/stepcache.py)
+    shared: bool = True
+    # `apply(ctx, result)` after the step ran, was reused or restored: for a step whose result changes the
+    # config later steps read (the `search` step); their cache keys are computed after it
+    apply: Callable[[Any, Any], None] | None = None
 
 
 @dataclass
@@ -71,6 +78,7 @@ class StepRecord:
     finished: str = ""
     error: str = ""
     skipped: bool = False
+    cached: bool = False  # restored from a shared step cache (flows/stepcache.py) instead of run
 
 
 def load_records(out: Path) -> dict[str, StepRecord]:
@@ -127,8 +135,13 @@ def _reusable(ctx: Context, step: Step, rec: StepRecord | None, key: str) -> Any
     return result
 
 
-def run_steps(ctx: Context, steps: list[Step], force: str | None = None, until: str | None = None) -> dict:
-    """Run (or skip) the steps in order; returns the records of every step that ran or was reused."""
+def run_steps(
+    ctx: Context, steps: list[Step], force: str | None = None, until: str | None = None, cache: str | None = None
+) -> dict:
+    """Run (or skip) the steps in order; returns the records of every step that ran or was reused.
+
+    `cache` is a step-cache folder shared between build folders: a step whose input hash is stored there
+    is restored from it instead of run, and every finished shareable step is stored into it."""
     names = [s.name for s in steps]
     for label, value in (("--force", force), ("--until", until)):
         if value is not None and value not in names:
@@ -151,9 +164,18 @@ def run_steps(ctx: Context, steps: list[Step], force: str | None = None, until: 
             log.info("step %-9s skipped (inputs unchanged; %.1f s when it ran)", step.name, rec.seconds)
             rec.skipped = True
             ctx.results.set(step.name, result)
+            if step.apply:
+                step.apply(ctx, result)
             upstream.append(rec.output_hash)
             continue
         _invalidate_downstream(out, steps[i:], records)
+        if cache and step.shared and i < forced_from:
+            rec = _from_cache(ctx, step, key, Path(cache))
+            if rec is not None:
+                records[step.name] = rec
+                save_records(out, records)
+                upstream.append(rec.output_hash)
+                continue
         log.info("step %-9s running%s", step.name, f": {step.description}" if step.description else "")
         ctx.tmp = out / TMP_DIR / step.name
         ctx.tmp.mkdir(parents=True, exist_ok=True)
@@ -178,12 +200,46 @@ def run_steps(ctx: Context, steps: list[Step], force: str | None = None, until: 
         out_hash = output_hash(out, step, result)
         records[step.name] = StepRecord("done", round(seconds, 2), key, out_hash, result.to_dict(), _now())
         ctx.results.set(step.name, result)
+        if step.apply:
+            step.apply(ctx, result)
         save_records(out, records)
         log.info("step %-9s done in %.1f s", step.name, seconds)
+        if cache and step.shared:
+            stepcache.store(Path(cache), step.name, key, out, step.outputs, _cache_record(records[step.name]))
         upstream.append(out_hash)
     save_records(out, records)  # also when every step was reused: the records say so
     shutil.rmtree(out / TMP_DIR, ignore_errors=True)
     return {n: records[n] for n in names if n in records}
+
+
+def _from_cache(ctx: Context, step: Step, key: str, cache: Path) -> StepRecord | None:
+    """Restore the step from the shared cache into the build folder; its record, or None on a miss."""
+    entry = stepcache.lookup(cache, step.name, key)
+    if entry is None:
+        return None
+    out = Path(ctx.out)
+    try:
+        result = step.result_type.from_dict(entry.metrics)
+        if not stepcache.restore(entry, out, step.outputs):
+            return None
+    except (TypeError, OSError) as exc:
+        log.warning("step %-9s: ignoring its step-cache entry %s (%s)", step.name, entry.path, exc)
+        return None
+    if output_hash(out, step, result) != entry.output_hash:
+        log.warning("step %-9s: its step-cache entry %s is damaged; the step runs", step.name, entry.path)
+        for rel in step.outputs:
+            stepcache.remove(out / rel)
+        shutil.rmtree(entry.path, ignore_errors=True)  # the step's run stores a sound one
+        return None
+    log.info("step %-9s restored from the step cache (%.1f s when it ran)", step.name, entry.seconds)
+    ctx.results.set(step.name, result)
+    if step.apply:
+        step.apply(ctx, result)
+    return StepRecord("done", entry.seconds, key, entry.output_hash, entry.metrics, _now(), cached=True)
+
+
+def _cache_record(rec: StepRecord) -> dict:
+    return {"metrics": rec.metrics, "output_hash": rec.output_hash, "seconds": rec.seconds}
 
 
 def _invalidate_downstream(out: Path, steps: list[Step], records: dict[str, StepRecord]) -> None:

@@ -38,6 +38,27 @@ class TrainResult(StepResult):
     train_samples: int
     test_samples: int
     history: list[dict] = field(default_factory=list)
+    # the final model on the validation split (None when the split is disabled); what automatic choices use
+    val_accuracy: float | None = None
+    val_loss: float | None = None
+    val_samples: int = 0
+    route: str = "own"  # own (a registry network), plain (quantized by the flow) or brevitas (its own quantizers)
+    conversions: list[str] = field(default_factory=list)  # what adapting a user's network changed, one line each
+    weights: str | None = None  # the weights file loaded instead of float training (--weights)
+
+
+@dataclass
+class SearchResult(StepResult):
+    budget_pp: float
+    objective: str
+    overrides: dict[str, Any]  # the config keys the later steps read instead of the recipe's
+    chosen: dict  # the chosen candidate: settings, hardware estimate, fine-tuned validation accuracy
+    candidates: list[dict]  # every candidate of the tolerance ladder (mildest first)
+    sensitivity: dict  # per layer: accuracy vs density / weight bits; activation bits; structure ratio
+    val_float: float  # the float model's validation accuracy (on the analysis samples)
+    val_samples: int
+    within_budget: bool  # whether the chosen candidate was predicted within the budget
+    plot: str = ""  # the sensitivity plot, relative to the build folder
 
 
 @dataclass
@@ -47,6 +68,8 @@ class StructureResult(StepResult):
     loss: float
     structure: dict  # report section: MACs/params before and after, per-layer rows, markdown
     history: list[dict] = field(default_factory=list)
+    val_accuracy: float | None = None  # the final model on the validation split
+    val_loss: float | None = None
 
 
 @dataclass
@@ -57,6 +80,8 @@ class PruneResult(StepResult):
     active: int
     layers: list[dict]
     history: list[dict] = field(default_factory=list)
+    val_accuracy: float | None = None  # the final model on the validation split
+    val_loss: float | None = None
 
 
 @dataclass
@@ -66,6 +91,8 @@ class ShareResult(StepResult):
     accuracy_before_finetune: float
     layers: list[dict]
     history: list[dict] = field(default_factory=list)
+    val_accuracy: float | None = None  # the final model on the validation split
+    val_loss: float | None = None
 
 
 @dataclass
@@ -86,6 +113,8 @@ class QATResult(StepResult):
     act_bits: int
     input_bits: int
     history: list[dict] = field(default_factory=list)
+    val_accuracy: float | None = None  # the final model on the validation split
+    val_loss: float | None = None
 
 
 @dataclass
@@ -113,6 +142,9 @@ class ConvertResult(StepResult):
     # per distributed-arithmetic layer: yosys synth_xilinx figures of da4ml's Verilog (source "yosys"),
     # or status "skipped" (no yosys) / "failed" (with the error); never mixed into the estimate
     rtl: dict = field(default_factory=dict)
+    # the concurrent dataflow simulation compiled beside the project, and the FIFO sizing it did
+    # (flows/dataflow/project.py prepare_dataflow); {} when not io_stream or dataflow.enabled is false
+    dataflow: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -128,11 +160,42 @@ class CSimResult(StepResult):
 
 
 @dataclass
+class DataflowResult(StepResult):
+    """The concurrent bounded-FIFO simulation's check (flows/dataflow/); a deadlock fails the step (exit 7)."""
+
+    status: str  # "passed" or "skipped"
+    images: int = 0  # test images run back to back
+    bit_exact: bool | None = None  # outputs identical to the C simulation's
+    run_seconds: float = 0.0
+    fork_joins: list[str] = field(default_factory=list)
+    fifos: list[dict] = field(default_factory=list)  # per stream: depth, analytical, minimum, max_fill, ...
+    sizing: dict = field(default_factory=dict)  # margin, min_depth, runs, seconds; FIFO estimate before/after
+    reason: str = ""  # why it was skipped
+
+
+@dataclass
 class SynthResult(StepResult):
     resources: dict  # source "vivado" or "vitis"
     latency: dict
     reports: dict
     project: str = ""
+
+
+@dataclass
+class BitstreamResult(StepResult):
+    status: str  # "built", or "skipped" (Vivado / Vivado HLS not on PATH; `message` says which)
+    message: str = ""
+    bit: str = ""  # relative to the build folder
+    hwh: str = ""
+
+
+@dataclass
+class DeployResult(StepResult):
+    folder: str  # deploy/, relative to the build folder
+    images: int
+    files: list[str]
+    overlay: bool  # the .bit and .hwh are in it
+    stream: dict  # the wrapper's AXI stream: N_IN, N_OUT, input and output word types
 
 
 @dataclass
@@ -143,6 +206,7 @@ class ReportResult(StepResult):
 
 RESULT_TYPES: dict[str, type[StepResult]] = {
     "train": TrainResult,
+    "search": SearchResult,
     "structure": StructureResult,
     "prune": PruneResult,
     "share": ShareResult,
@@ -151,7 +215,10 @@ RESULT_TYPES: dict[str, type[StepResult]] = {
     "export": ExportResult,
     "convert": ConvertResult,
     "csim": CSimResult,
+    "dataflow": DataflowResult,
     "synth": SynthResult,
+    "bitstream": BitstreamResult,
+    "deploy": DeployResult,
     "report": ReportResult,
 }
 
@@ -161,6 +228,7 @@ class Results:
     """The results of the steps that ran (or were reused) in this build, in step order."""
 
     train: TrainResult | None = None
+    search: SearchResult | None = None
     structure: StructureResult | None = None
     prune: PruneResult | None = None
     share: ShareResult | None = None
@@ -169,7 +237,10 @@ class Results:
     export: ExportResult | None = None
     convert: ConvertResult | None = None
     csim: CSimResult | None = None
+    dataflow: DataflowResult | None = None
     synth: SynthResult | None = None
+    bitstream: BitstreamResult | None = None
+    deploy: DeployResult | None = None
     report: ReportResult | None = None
 
     def set(self, name: str, result: StepResult) -> None:

@@ -30,6 +30,10 @@ SMALL = {
     "compress.enabled": False,
     "quant.weight_bits": 5,
     "quant.act_bits": 8,
+    # the slow checks that have their own tests: yosys/verilator of DA layers (test_yosys, marker) and the
+    # bounded-FIFO dataflow check (test_dataflow; fire_stream_build keeps it on)
+    "hls.rtl": "off",
+    "dataflow.enabled": False,
 }
 
 
@@ -42,7 +46,7 @@ def pytest_configure(config):
 def fire_stream_build(tmp_path_factory):
     """lenet5_fire, io_stream, pynq-z2: the spine of the flow at test size."""
     out = tmp_path_factory.mktemp("fire_stream")
-    report = run_build("lenet5_fire", "pynq-z2", {**SMALL, "out_dir": str(out)})
+    report = run_build("lenet5_fire", "pynq-z2", {**SMALL, "dataflow.enabled": True, "out_dir": str(out)})
     return out, report
 
 

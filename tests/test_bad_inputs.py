@@ -432,7 +432,9 @@ def mnist_argv(out: Path, data_dir: Path | None, cache: Path) -> list:
 
 
 def _train_samples(out: Path) -> int:
-    return json.loads((out / "steps.json").read_text())["steps"]["train"]["metrics"]["train_samples"]
+    """The training images the build read: those it trained on plus those it held out for validation."""
+    metrics = json.loads((out / "steps.json").read_text())["steps"]["train"]["metrics"]
+    return metrics["train_samples"] + metrics["val_samples"]
 
 
 def test_generated_mnist_builds(cli, tmp_path):

@@ -15,8 +15,11 @@ from typing import Any
 
 from flows.boards import Board
 from flows.config import BuildConfig
+from flows.hardware import synthesis_figures
+from flows.hlsreport import csynthesis_report
 from flows.pipeline import STEPS_FILE
 from flows.reporting.compression import compression_section
+from flows.reporting.dataflow import dataflow_section
 from flows.reporting.hardware import hardware_markdown
 from flows.results import Results
 
@@ -80,11 +83,18 @@ def build_report(cfg: BuildConfig, board: Board, out: Path, results: Results) ->
         "hls_layers": conv.layers if conv else [],
         "steps": steps_seconds(out),
     }
+    if train and train.route != "own":  # a user's network adapted to the hardware route (flows/byo/)
+        report["model_source"] = {"route": train.route, "conversions": train.conversions, "weights": train.weights}
+    elif train is None and export is not None:
+        report["model_source"] = {"route": "onnx", "file": cfg.model, "conversions": []}
     compression = compression_section(results)
     if compression is not None:
         report["compression"] = compression
     if r.structure:
         report["structure"] = r.structure.structure
+    dataflow = dataflow_section(results)
+    if dataflow is not None:
+        report["dataflow"] = dataflow  # the concurrent bounded-FIFO check and the FIFO sizing
     if conv and conv.rtl:
         report["rtl"] = conv.rtl  # yosys figures of the DA layers, beside (never inside) the estimate
     hardware = r.synth or conv  # real synthesis replaces the estimate
@@ -93,7 +103,25 @@ def build_report(cfg: BuildConfig, board: Board, out: Path, results: Results) ->
         report["resources"]["markdown"] = hardware_markdown(report["resources"], report["latency"], board)
         if r.synth and conv:  # keep the estimate beside the real figures, labelled
             report["estimate"] = {"resources": conv.resources, "latency": conv.latency}
+    if r.synth and conv:  # hls4ml's own keys of the top the board sees, for scripts written for `hls4ml report`
+        top = synthesis_figures(r.synth.reports, conv.project_name)
+        project = out / r.synth.project if r.synth.project else None
+        root = project if project and project.is_dir() else r.synth.reports.get("root", "")
+        report["CSynthesisReport"] = csynthesis_report(top, root)
+    if r.bitstream:
+        report["bitstream"] = r.bitstream.to_dict()
+    if r.deploy:
+        report["deploy"] = {**r.deploy.to_dict(), "commands": deploy_commands(out, r.deploy)}
     return report
+
+
+def deploy_commands(out: Path, deploy) -> list[str]:
+    """From this build folder to the board: copy deploy/, run the runner there as root in a login shell
+    (PYNQ images put the `pynq` package in a virtual environment that the login profile activates)."""
+    return [
+        f"scp -r {out / deploy.folder} xilinx@pynq:/home/xilinx/fireflow",
+        "ssh -t xilinx@pynq sudo -i python3 /home/xilinx/fireflow/run_on_board.py",
+    ]
 
 
 def _fmt(v: Any, pct: bool = False, digits: int = 4) -> str:
@@ -143,20 +171,34 @@ def render_markdown(r: dict) -> str:
         f"{_fmt(c['values_exact_fraction'], True)} | {_fmt(c['max_abs_diff'])} |",
         "",
     ]
-    for section in ("compression", "structure", "resources", "latency"):
+    for section in ("compression", "structure", "dataflow", "resources", "latency"):
         if section in r and isinstance(r[section], dict) and r[section].get("markdown"):
             lines += [r[section]["markdown"], ""]
     if r.get("rtl"):
         lines += ["## Distributed-arithmetic layers through yosys (synth_xilinx; the combinational kernel)", ""]
-        lines += ["| layer | status | LUT | FF | source |", "|---|---|---:|---:|---|"]
+        lines += ["| layer | status | LUT | FF | source | verilator |", "|---|---|---:|---:|---|---|"]
         for name, row in r["rtl"].items():
             status = row.get("status", "")
             why = row.get("reason") or row.get("error") or ""
             lines.append(
                 f"| {name} | {status}{': ' + why if why else ''} | {_fmt(row.get('LUT'))} | {_fmt(row.get('FF'))} | "
-                f"{row.get('source', 'yosys')} |"
+                f"{row.get('source', 'yosys')} | {_rtl_sim(row.get('simulation') or {})} |"
             )
         lines.append("")
+    if r.get("deploy"):
+        d, bits = r["deploy"], r.get("bitstream") or {}
+        overlay = (
+            "with the overlay (fireflow.bit + .hwh)"
+            if d.get("overlay")
+            else ("without an overlay: " + (bits.get("message") or "build with --bitstream where Vivado is installed"))
+        )
+        lines += [
+            "## On the board",
+            "",
+            f"`{d['folder']}/` holds {d['images']} test images, {overlay}. To run them:",
+            "",
+        ]
+        lines += ["    " + c for c in d.get("commands", [])] + [""]
     if r.get("hls_layers"):
         lines += [
             "## hls4ml layers",
@@ -176,3 +218,11 @@ def render_markdown(r: dict) -> str:
     lines += [f"| {name} | {secs:.1f} |" for name, secs in r["steps"].items()]
     lines += ["", f"HLS project: `{r.get('hls_project')}`", ""]
     return "\n".join(lines)
+
+
+def _rtl_sim(sim: dict) -> str:
+    """The verilator check of one DA layer, in words."""
+    if sim.get("status") == "ok":
+        verdict = "bit-exact" if sim.get("bit_exact") else f"**{sim.get('mismatches')} vectors differ**"
+        return f"{sim.get('vectors')} vectors: {verdict}"
+    return f"{sim.get('status', '—')}: {sim.get('reason', '')}" if sim else "—"
