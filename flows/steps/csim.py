@@ -33,19 +33,7 @@ def run(ctx: BuildContext) -> CSimResult:
     reference = reference_logits(model, xq)
     x_hw = to_hw_layout(xq.numpy(), shape)
     lib = load_library(ctx.path(conv.project), conv.project_name, int(np.prod(shape)), reference.shape[1])
-    t0 = time.perf_counter()
-    out = lib.run(x_hw)
-    run_s = time.perf_counter() - t0
-    parity = compare(out, reference)
-    labels = test.labels.numpy()
-    result = CSimResult(
-        samples=parity.samples,
-        parity=parity.to_dict(),
-        accuracy_csim=float((out.argmax(1) == labels).mean()),
-        accuracy_reference=float((reference.argmax(1) == labels).mean()),
-        run_seconds=round(run_s, 2),
-        images_per_second_csim=round(parity.samples / max(run_s, 1e-9), 1),
-    )
+    out, parity, result = run_parity(lib, x_hw, reference, test.labels.numpy())
     write_testbench(ctx.path(CSIM_DIR) / "tb_data", x_hw[: cfg.csim.tb_samples], out[: cfg.csim.tb_samples])
     if not parity.exact:
         result.diagnosis = _diagnose(ctx, x_hw[parity.mismatched_samples[: cfg.csim.diagnose_samples]])
@@ -94,3 +82,20 @@ def _diagnose(ctx: BuildContext, x_hw: np.ndarray) -> dict:
     if found is None:
         return {"message": "every traced layer matches QONNX; the difference is in the output conversion"}
     return {"message": found.describe(), **vars(found)}
+
+
+def run_parity(lib, x_hw: np.ndarray, reference: np.ndarray, labels: np.ndarray):
+    """Run the C simulation library on `x_hw` and compare with `reference`: (outputs, parity, CSimResult)."""
+    t0 = time.perf_counter()
+    out = lib.run(x_hw)
+    run_s = time.perf_counter() - t0
+    parity = compare(out, reference)
+    result = CSimResult(
+        samples=parity.samples,
+        parity=parity.to_dict(),
+        accuracy_csim=float((out.argmax(1) == labels).mean()),
+        accuracy_reference=float((reference.argmax(1) == labels).mean()),
+        run_seconds=round(run_s, 2),
+        images_per_second_csim=round(parity.samples / max(run_s, 1e-9), 1),
+    )
+    return out, parity, result

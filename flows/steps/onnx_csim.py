@@ -4,7 +4,6 @@ imported graph (there is no PyTorch model), bit for bit (`csim.json`); a mismatc
 from __future__ import annotations
 
 import logging
-import time
 
 import numpy as np
 from qonnx.core.modelwrapper import ModelWrapper
@@ -12,10 +11,11 @@ from qonnx.core.modelwrapper import ModelWrapper
 from flows.atomic import atomic_write_json
 from flows.byo.onnx import input_type, quantize_array
 from flows.context import CSIM_FILE, QONNX_FILE, BuildContext
-from flows.csim import compare, load_library
+from flows.csim import load_library
 from flows.errors import VerificationError
 from flows.export import execute_qonnx, to_hw_layout
 from flows.results import CSimResult
+from flows.steps.csim import run_parity
 
 log = logging.getLogger(__name__)
 
@@ -28,19 +28,7 @@ def run(ctx: BuildContext) -> CSimResult:
     x_hw = to_hw_layout(quantize_array(test.float_images().numpy(), *input_type(wrapper)), shape)
     reference = execute_qonnx(wrapper, x_hw).astype(np.float64)
     lib = load_library(ctx.path(conv.project), conv.project_name, int(np.prod(shape)), reference.shape[1])
-    t0 = time.perf_counter()
-    out = lib.run(x_hw)
-    run_s = time.perf_counter() - t0
-    parity = compare(out, reference)
-    labels = test.labels.numpy()
-    result = CSimResult(
-        samples=parity.samples,
-        parity=parity.to_dict(),
-        accuracy_csim=float((out.argmax(1) == labels).mean()),
-        accuracy_reference=float((reference.argmax(1) == labels).mean()),
-        run_seconds=round(run_s, 2),
-        images_per_second_csim=round(parity.samples / max(run_s, 1e-9), 1),
-    )
+    out, parity, result = run_parity(lib, x_hw, reference, test.labels.numpy())
     atomic_write_json(ctx.path(CSIM_FILE), result.to_dict())
     if not parity.exact:
         raise VerificationError(

@@ -90,14 +90,7 @@ def metrics_from_report(report: dict) -> dict:
         "accuracy_float": acc.get("float"),
         "accuracy_quantized": acc.get("quantized"),
         "accuracy_csim": acc.get("csim"),
-        "LUT": res.get("LUT"),
-        "FF": res.get("FF"),
-        "DSP": res.get("DSP"),
-        "BRAM36": res.get("BRAM36"),
-        "fits": res.get("fits"),
-        "resource_source": res.get("source"),
-        "images_per_second": lat.get("images_per_second"),
-        "latency_us": lat.get("latency_us"),
+        **hardware_figures(res, lat),
         "bit_exact": (report.get("csim") or {}).get("bit_exact_fraction"),
     }
     final = (report.get("search") or {}).get("final") or {}
@@ -121,14 +114,7 @@ def metrics_from_results(results: dict) -> dict:
         "accuracy_float": (results.get("train") or {}).get("accuracy"),
         "accuracy_quantized": (results.get("qat") or {}).get("accuracy"),
         "accuracy_csim": (results.get("csim") or {}).get("accuracy_csim"),
-        "LUT": res.get("LUT"),
-        "FF": res.get("FF"),
-        "DSP": res.get("DSP"),
-        "BRAM36": res.get("BRAM36"),
-        "fits": res.get("fits"),
-        "resource_source": res.get("source"),
-        "images_per_second": lat.get("images_per_second"),
-        "latency_us": lat.get("latency_us"),
+        **hardware_figures(res, lat),
     }
 
 
@@ -153,3 +139,10 @@ def cache_hits(build_dir: Path) -> tuple[list[str], int]:
     ran = sum(1 for rec in steps.values() if rec.get("status") == "done" and not rec.get("cached")
               and not rec.get("skipped"))
     return cached, ran
+
+
+def hardware_figures(res: dict, lat: dict) -> dict:
+    """A trial's resources and throughput, from report.json's (or ConvertResult's) resources and latency."""
+    figures = {k: res.get(k) for k in ("LUT", "FF", "DSP", "BRAM36", "fits")}
+    figures["resource_source"] = res.get("source")
+    return {**figures, "images_per_second": lat.get("images_per_second"), "latency_us": lat.get("latency_us")}
