@@ -233,6 +233,7 @@ def test_a_build_with_a_distributed_arithmetic_layer(fire_stream_build, tmp_path
         "out_dir": str(out),
         "hls.layer_strategy": {"MatMul_0": DA_STRATEGY},
         "hls.require_fit": False,
+        "hls.rtl": "auto",  # yosys + verilator when on PATH (SMALL turns them off)
     }
     report = run_build("lenet5_fire", "pynq-z2", overrides)
     row = next(r for r in report["hls_layers"] if r["name"] == "Dense_MatMul_0")
@@ -246,6 +247,8 @@ def test_a_build_with_a_distributed_arithmetic_layer(fire_stream_build, tmp_path
     assert rtl["source"] == "yosys"
     if shutil.which("yosys"):
         assert rtl["status"] == "ok" and rtl["LUT"] > 0
+        if shutil.which("verilator"):
+            assert rtl["simulation"]["source"] == "verilator" and rtl["simulation"]["bit_exact"]
     else:
         assert rtl["status"] == "skipped" and "yosys" in rtl["reason"]
     assert "through yosys" in (out / "report.md").read_text()
