@@ -150,9 +150,12 @@ def render_markdown(r: dict) -> str:
     q = r["quantization"]
     wb = q.get("weight_bits") or {}
     label = f"quantized (w{wb.get('conv')}/{wb.get('fc')} conv/fc, a{q.get('act_bits')})" if wb else "quantized"
+    float_name = "float32, before channel pruning" if r.get("structure") else "float32"
+    stages = (["channel-pruned"] if r.get("structure") else []) + (["pruned, shared"] if r.get("compression") else [])
+    compressed = f" ({', '.join(stages)})" if stages else ""
     for name, a, b in (
-        ("float32", acc["float"], size["float"]),
-        (label, acc["quantized"], size["quantized"]),
+        (float_name, acc["float"], size["float"]),
+        (label + compressed, acc["quantized"], size["quantized"]),
         ("C simulation (g++)", acc["csim"], None),
     ):
         err = None if a is None else 1 - a
