@@ -405,3 +405,13 @@ def test_qonnx_file_builds_bit_exact(tmp_path):
     assert report["csim"]["bit_exact_fraction"] == 1.0 and report["csim"]["samples"] == 150
     assert report["model_source"] == {"route": "onnx", "file": str(path), "conversions": []}
     assert report["accuracy"]["float"] is None
+
+
+@pytest.mark.slow
+def test_residual_add_passes_the_dataflow_check(tmp_path):
+    """A user's residual block (a fork/join through an add) through the bounded-FIFO dataflow check (issue 16)."""
+    overrides = {**SMALL_BUILD, "dataflow.enabled": True, "out_dir": str(tmp_path / "b")}
+    report = run_build("test_byo:residual", "pynq-z2", overrides)
+    flow = report["dataflow"]
+    assert flow["status"] == "passed" and flow["bit_exact"] and flow["images"] >= 2
+    assert flow["fork_joins"], "the residual add is a fork/join the check must see"
