@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 import time
 from pathlib import Path
@@ -33,6 +34,9 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 FLOAT_WORDS = {"float32": np.float32, "float64": np.float64}
+
+
+log = logging.getLogger("run_on_board")
 
 
 def word_dtype(spec: dict):
@@ -112,7 +116,22 @@ def summarize(values: np.ndarray, y: np.ndarray, ref: np.ndarray, seconds: float
     }
 
 
+def setup_output() -> None:
+    """The script's results on stdout, errors on stderr, plain lines (it runs on the board, outside fireflow)."""
+    if log.handlers:  # main() called again in the same process
+        return
+    out, err = logging.StreamHandler(sys.stdout), logging.StreamHandler(sys.stderr)
+    out.addFilter(lambda record: record.levelno < logging.WARNING)
+    err.setLevel(logging.WARNING)
+    for handler in (out, err):
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    log.propagate = False
+
+
 def main(argv: list[str] | None = None) -> int:
+    setup_output()
     p = argparse.ArgumentParser(description="Run the build's test set on the board through the overlay.")
     p.add_argument("--folder", default=str(HERE), help="the deploy/ folder (default: this script's)")
     p.add_argument("--overlay", help="the .bit file (default: deploy.json's; its .hwh must lie beside it)")
@@ -125,10 +144,10 @@ def main(argv: list[str] | None = None) -> int:
         x, y, ref = x[: args.limit], y[: args.limit], ref[: args.limit]
     overlay_path = Path(args.overlay) if args.overlay else folder / (meta.get("overlay") or "missing.bit")
     if not overlay_path.is_file():
-        print(
-            f"error: no overlay {overlay_path}: build the bitstream with --bitstream where Vivado is installed, "
+        log.error(
+            "error: no overlay %s: build the bitstream with --bitstream where Vivado is installed, "
             "then copy deploy/ to the board again (or pass --overlay FILE.bit)",
-            file=sys.stderr,
+            overlay_path,
         )
         return 2
     batch = args.batch or meta["batch"]
@@ -145,11 +164,14 @@ def main(argv: list[str] | None = None) -> int:
     np.save(folder / "board_outputs.npy", values)
     (folder / "board_results.json").write_text(json.dumps(result, indent=2) + "\n")
     rate = result["images_per_second"]
-    print(f"{meta.get('model', '?')} on {meta.get('board', '?')}: {result['images']} images in batches of {batch}")
-    print(f"accuracy {result['accuracy']:.4f}; {rate:.0f} images/s" if rate else f"accuracy {result['accuracy']:.4f}")
-    print(
-        f"agreement with the C simulation: bit-exact {result['csim_bit_exact_fraction']:.4f}, "
-        f"argmax {result['csim_argmax_agreement']:.4f}"
+    log.info(
+        "%s on %s: %d images in batches of %d", meta.get("model", "?"), meta.get("board", "?"), result["images"], batch
+    )
+    log.info("accuracy %.4f%s", result["accuracy"], f"; {rate:.0f} images/s" if rate else "")
+    log.info(
+        "agreement with the C simulation: bit-exact %.4f, argmax %.4f",
+        result["csim_bit_exact_fraction"],
+        result["csim_argmax_agreement"],
     )
     return 0 if result["csim_bit_exact_fraction"] == 1.0 else 1
 
