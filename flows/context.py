@@ -32,7 +32,7 @@ import torch
 
 from flows.atomic import atomic_write_bytes
 from flows.boards import Board
-from flows.byo.adapt import adapt, route_of
+from flows.byo.adapt import adapt, check_structure, route_of
 from flows.config import BuildConfig
 from flows.data import DataBundle, load_data
 from flows.device import resolve_device
@@ -160,6 +160,8 @@ class BuildContext:
             model = self._build(stage == "quant", None)
             _, lines = adapt(model, self.route, stage, self.quant_spec(), self.data.in_shape, self.cfg.model)
             notes += [line for line in lines if line not in notes]
+        if self.cfg.structure.enabled:  # refused here, before training, not in the structure step
+            check_structure(self.new_model(quantized=False), self.route, self.cfg.model)
         return notes
 
     def _build(self, quantized: bool, arch: dict | None) -> torch.nn.Module:

@@ -3,8 +3,9 @@
 Pipeline: Brevitas `export_qonnx` (TorchScript exporter: the dynamo one is slower and writes a side
 file) -> record PyTorch module names -> qonnx cleanup -> `ConvertToChannelsLastAndClean` (conv nets)
 -> `MoveTransposesPastConcat` + `CancelInverseTransposes` (ours, see flows/transforms.py) ->
-`GemmToMatMul` -> cleanup. The result is checked against the PyTorch model on real inputs
-(`verify_qonnx`) before hls4ml ever sees it, so a drift is caught at the stage that made it.
+`GemmToMatMul` -> cleanup -> average pools given their exact input type (flows/byo/pool.py). The result
+is checked against the PyTorch model on real inputs (`verify_qonnx`) before hls4ml ever sees it, so a drift
+is caught at the stage that made it.
 """
 
 from __future__ import annotations
@@ -31,6 +32,12 @@ from torch import nn
 
 from flows.atomic import atomic_write_bytes
 from flows.byo.foreign import find_input_quantizer
+from flows.byo.pool import (
+    AveragePoolToChannelsLast,
+    GlobalAveragePoolToAveragePool,
+    WidenAveragePoolInputs,
+    check_average_pools,
+)
 from flows.errors import UsageError, VerificationError
 from flows.hls_names import node_module
 from flows.transforms import CancelInverseTransposes, MoveTransposesPastConcat, RecordSourceNames
@@ -63,6 +70,9 @@ def clean_qonnx(raw_path: Path, channels_last: bool):
     model = model.transform(RecordSourceNames())
     model = cleanup_model(model)
     if channels_last:
+        # average pools: global -> windowed, into qonnx's channels-last domain (flows/byo/pool.py)
+        model = model.transform(GlobalAveragePoolToAveragePool())
+        model = model.transform(AveragePoolToChannelsLast())
         model = model.transform(ConvertToChannelsLastAndClean(make_input_channels_last=True))
         model = model.transform(MoveTransposesPastConcat())
         model = model.transform(CancelInverseTransposes())
@@ -73,6 +83,8 @@ def clean_qonnx(raw_path: Path, channels_last: bool):
         model = model.transform(InferShapes())
     model = model.transform(GemmToMatMul())
     model = cleanup_model(model)
+    model = model.transform(WidenAveragePoolInputs())  # the exact mean's type (hls4ml: pool output = input type)
+    check_average_pools(model)
     model = absorb_input_quant(model)
     return cleanup_model(model)  # drops the absorbed quantizer's initializers
 

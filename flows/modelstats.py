@@ -22,7 +22,8 @@ def quantized_bytes(model: torch.nn.Module, spec: QuantSpec) -> float:
     """Weights at their QAT bit width plus 32-bit biases."""
     bits = 0
     for _, m, kind in prunable_layers(model):
-        bits += m.weight.numel() * spec.bits_for(kind) + (m.bias.numel() * 32 if m.bias is not None else 0)
+        width = int(m.quant_weight().bit_width) if hasattr(m, "quant_weight") else spec.bits_for(kind)
+        bits += m.weight.numel() * width + (m.bias.numel() * 32 if m.bias is not None else 0)
     return bits / 8
 
 
@@ -36,8 +37,10 @@ def hardware_weight_stats(model: torch.nn.Module, spec: QuantSpec) -> list[dict]
     model.eval()
     rows = []
     for name, m, kind in prunable_layers(model):
-        qw = m.quant_weight().value if hasattr(m, "quant_weight") else m.weight
-        bits = spec.bits_for(kind)
+        quant = m.quant_weight() if hasattr(m, "quant_weight") else None
+        qw = quant.value if quant is not None else m.weight
+        # the layer's own quantizer width: a foreign network keeps its weight bits (flows/byo/foreign.py)
+        bits = int(quant.bit_width) if quant is not None else spec.bits_for(kind)
         distinct = int(torch.unique(qw).numel())
         if distinct > 2**bits:
             raise VerificationError(f"layer {name}: {distinct} distinct quantized weights > 2^{bits}")

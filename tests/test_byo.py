@@ -284,7 +284,7 @@ def test_foreign_float_scale_weights_are_converted():
         ("with_sigmoid", ["act", "Sigmoid", "does not support"]),
         ("fire_no_relu", ["torch.cat", "ReLU"]),
         ("functional_sigmoid", ["sigmoid", "does not support"]),
-        ("global_avg_pool", ["gap", "average pool", "MaxPool2d"]),
+        ("global_avg_pool", ["gap", "average pool", "28x28", "division by 784", "power of two", "MaxPool2d"]),
     ],
 )
 def test_refused_before_training(cli, tmp_path, entry, words):

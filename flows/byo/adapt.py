@@ -9,11 +9,15 @@ Every stage is a deterministic rewrite of a freshly built network, so a checkpoi
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
 from flows.byo.foreign import WithInputQuant, adapt_foreign, find_input_quantizer, fold_foreign_bn
+from flows.byo.pool import check_pool_windows
 from flows.byo.quantize import check_plain_ops, fold_plain, is_quantized, quantize_plain
+from flows.errors import UsageError
 from models.quant import QuantSpec
 
 STAGES = ("train", "float", "quant")
@@ -34,9 +38,12 @@ def adapt(model: nn.Module, route: str, stage: str, spec: QuantSpec, in_shape, n
             check_plain_ops(model, name)
             return model, []
         folded = fold_plain(model, name)
+        check_pool_windows(folded, example, name)  # a global pool's window is its input map's size
         if stage == "float":
             return folded, []
-        return quantize_plain(folded, spec, name), [f"quantized by the flow: {describe_plain(spec)}"]
+        relu6 = [n for n, m in folded.named_modules() if isinstance(m, nn.ReLU6)]
+        notes = [f"quantized by the flow: {describe_plain(spec)}"] + ([describe_relu6(relu6, spec)] if relu6 else [])
+        return quantize_plain(folded, spec, name), notes
     if not is_quantized(model):  # the builder honours quant.enabled=False: its float twin trains as it is
         return model, []
     notes = adapt_foreign(model, spec, example, name)
@@ -55,6 +62,36 @@ def finish_training(model: nn.Module, route: str, in_shape, name: str) -> tuple[
         example = torch.rand((2, *in_shape), generator=torch.Generator().manual_seed(0))
         return model, fold_foreign_bn(model, example, name)
     return model, []
+
+
+def relu6_top(bits: int) -> float:
+    """Where a ReLU6's quantizer saturates at initialisation: (2^bits - 1) steps of the smallest power-of-two
+    scale that reaches 6 (8 bits: 255 x 2^-5 = 7.97; QAT trains the scale, on powers of two)."""
+    levels = 2**bits - 1
+    return levels * 2.0 ** math.ceil(math.log2(6.0 / levels))
+
+
+def describe_relu6(names: list[str], spec: QuantSpec) -> str:
+    return (
+        f"ReLU6 {', '.join(names)} -> {spec.act_bits}-bit quantized ReLU saturating at its power-of-two "
+        f"quantizer's top ({relu6_top(spec.act_bits):g} at initialisation, not 6)"
+    )
+
+
+def check_structure(model: nn.Module, route: str, name: str) -> None:
+    """structure.enabled on a user's network (the `float` stage): refused before training unless the network
+    declares its channel groups; a plain network never can (torch.fx rebuilds it without its methods)."""
+    if route == "plain":
+        raise UsageError(
+            f"model {name!r}: structured pruning (structure.enabled) needs declared channel groups, which a plain "
+            "PyTorch network cannot carry through the flow's quantization (torch.fx rebuilds it); --set "
+            "structure.enabled=false (magnitude pruning, compress.enabled=true, works on it)"
+        )
+    if route == "brevitas" and not (hasattr(model, "channel_groups") and hasattr(model, "arch_for_widths")):
+        raise UsageError(
+            f"model {name!r} does not declare channel groups; structured pruning needs them (declare "
+            "channel_groups()/arch_for_widths() on the network, or --set structure.enabled=false)"
+        )
 
 
 def describe_plain(spec: QuantSpec) -> str:

@@ -37,6 +37,7 @@ from brevitas.quant import (
 from brevitas.quant.fixed_point import Uint8ActPerTensorFixedPointMaxInit
 from torch import nn
 
+from flows.byo.pool import POOLS, check_pool_inputs, check_pool_module
 from flows.errors import UsageError
 from models.quant import QuantSpec, input_quant
 
@@ -81,7 +82,9 @@ def fold_plain(model: nn.Module, name: str = "model") -> torch.fx.GraphModule:
                 "data-dependent control flow (no if/for on tensor values)"
             ) from None
     _relu_calls_to_modules(folded)
+    _hardtanh_to_relu6(folded)
     _check_graph_calls(folded, name)
+    check_plain_ops(folded, name)  # modules made from functional calls (F.hardtanh, F.leaky_relu, ...)
     left = [n for n, m in folded.named_modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     if left:
         raise UsageError(
@@ -113,6 +116,18 @@ def _relu_calls_to_modules(gm: torch.fx.GraphModule) -> None:
     gm.recompile()
 
 
+def is_relu6(module: nn.Module) -> bool:
+    """nn.ReLU6, or a hardtanh clipping to [0, 6] (what `F.hardtanh(x, 0, 6)` becomes when traced)."""
+    return isinstance(module, nn.Hardtanh) and (float(module.min_val), float(module.max_val)) == (0.0, 6.0)
+
+
+def _hardtanh_to_relu6(gm: torch.fx.GraphModule) -> None:
+    """A hardtanh(0, 6) module (from `F.hardtanh`) becomes `nn.ReLU6`, which the quantizer maps."""
+    for mod_name, module in list(gm.named_modules()):
+        if is_relu6(module) and not isinstance(module, nn.ReLU6):
+            gm.add_submodule(mod_name, nn.ReLU6())
+
+
 GRAPH_FUNCTIONS = {torch.cat, torch.flatten, operator.add, torch.add, operator.getitem, getattr}
 GRAPH_METHODS = {"view", "reshape", "flatten", "size", "add", "contiguous"}
 
@@ -133,14 +148,16 @@ def _check_graph_calls(gm, name: str) -> None:
 def check_plain_ops(model: nn.Module, name: str) -> None:
     """Refuse, before any training, a leaf module the hardware route has no bit-exact layer for."""
     for mod_name, module in model.named_modules():
-        if next(module.children(), None) is not None or isinstance(module, SUPPORTED_MODULES):
+        if next(module.children(), None) is not None or isinstance(module, SUPPORTED_MODULES) or is_relu6(module):
             continue
-        if isinstance(module, (nn.AvgPool2d, nn.AdaptiveAvgPool2d)):
+        if isinstance(module, nn.Hardtanh):
             raise UsageError(
-                f"model {name!r}: {mod_name} is an average pool; the flow does not convert it bit-exactly yet (a "
-                "window that is not a power of two divides inexactly, and channels-last leaves a Transpose before "
-                "it): use MaxPool2d"
+                f"model {name!r}: {mod_name} is a hardtanh({module.min_val:g}, {module.max_val:g}); only "
+                "hardtanh(0, 6) (= ReLU6) has a bit-exact hardware layer (a quantized ReLU): use ReLU6 or ReLU"
             )
+        if isinstance(module, POOLS):  # power-of-two windows only (flows/byo/pool.py)
+            check_pool_module(mod_name, module, name)
+            continue
         if isinstance(module, (nn.Sequential, nn.ModuleList, nn.ModuleDict)):
             continue
         raise UsageError(
@@ -190,6 +207,7 @@ def quantize_plain(folded: torch.fx.GraphModule, spec: QuantSpec, name: str = "m
     _replace_input_quant(gm, spec)
     _drop_output_requant(gm)
     _share_concat_quantizers(gm, name)
+    check_pool_inputs(gm, name)  # an average pool needs a quantized activation's grid to average on
     _share_add_quantizers(gm, name)
     gm.delete_all_unused_submodules()
     gm.recompile()
