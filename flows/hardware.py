@@ -29,6 +29,7 @@ from flows.estimator import EXPECTED_ERROR, describe_hls_model, estimate_design,
 from flows.hls_names import config_names
 from flows.hlsreport import load_project_reports
 from flows.sparse.extension import STRATEGY as SPARSE_STRATEGY
+from flows.sparse.pace import paced_settings
 
 log = logging.getLogger(__name__)
 
@@ -251,10 +252,11 @@ def choose_design(variants: dict[str, FitOutcome], board, objective: str) -> Fit
     return variants[chosen_name]
 
 
-def fit_with_kernels(fit, sparse: dict, da: dict, board, objective: str) -> FitOutcome:
-    """The best fitted design among: as converted, with the sparse kernel on `sparse`, with DA on `da`,
-    with both, and with DA only on the layers where it is cheaper than in the best design without DA
-    (`cheaper_as_da`). `fit(extra_layer_settings) -> FitOutcome` converts and fits one variant."""
+def fit_with_kernels(fit, sparse: dict, da: dict, board, objective: str, shapes: dict | None = None) -> FitOutcome:
+    """The best fitted design among: as converted, with the sparse kernel on `sparse` (and paced to the
+    design's interval, `flows.sparse.pace`, given the Dense `shapes`), with DA on `da`, with both, and
+    with DA only on the layers where it is cheaper than in the best design without DA (`cheaper_as_da`).
+    `fit(extra_layer_settings) -> FitOutcome` converts and fits one variant."""
 
     def variant(on_sparse: dict, on_da: dict) -> FitOutcome:
         extra = {**on_sparse, **on_da}
@@ -262,19 +264,24 @@ def fit_with_kernels(fit, sparse: dict, da: dict, board, objective: str) -> FitO
         label += [f"distributed arithmetic for {', '.join(on_da)}"] if on_da else []
         return with_settings(fit(extra), extra, "; ".join(label))
 
+    def rank(name: str) -> tuple:
+        return _rank(variants[name], board, objective)
+
     variants = {"all-dense": fit({})}
+    sparse_name = "sparse"
     if sparse:
         variants["sparse"] = variant(sparse, {})
+        paced = paced_settings(sparse, shapes or {}, variants["sparse"].estimate.ii_cycles)
+        if paced != sparse:
+            variants["sparse, paced"] = variant(paced, {})
+            if rank("sparse, paced") < rank("sparse"):
+                sparse, sparse_name = paced, "sparse, paced"
     if da:
         variants["da"] = variant({}, da)
         if sparse:
             variants["sparse+da"] = variant(sparse, da)
-        keep = (
-            sparse
-            if sparse and _rank(variants["sparse"], board, objective) < _rank(variants["all-dense"], board, objective)
-            else {}
-        )
-        without = "sparse" if keep else "all-dense"
+        keep = sparse if sparse and rank(sparse_name) < rank("all-dense") else {}
+        without = sparse_name if keep else "all-dense"
         mixed = cheaper_as_da(variants["sparse+da" if keep else "da"], variants[without], da, board)
         if mixed and mixed != da:
             variants[f"{without}+da per layer"] = variant(keep, mixed)

@@ -49,6 +49,7 @@ log = logging.getLogger(__name__)
 FUSED_ATTR = "fused_activation"  # set on the MAC layer: the name of the ReLU it absorbed
 EXACT_ATTR = "exact_accumulator"  # set on the MAC layer: the exact accumulator type it was given
 FIFO_IMPL_ATTR = "fifo_impl"  # set on a stream variable: 'srl' for a shift-register FIFO
+MIN_DEPTH_ATTR = "fifo_min_depth"  # set on a stream variable: no FIFO sizing goes below it (throughput)
 SRL_MAX_DEPTH = 64  # FIFOs up to this depth are bound to shift registers (LUTs), not block RAM
 
 EXACT_PASS = "fireflow:exact_accumulators"

@@ -29,13 +29,16 @@ from flows.boards import load_board
 from flows.config import HLSConfig, QuantConfig
 from flows.convert import convert, make_hls_config, resolve_settings
 from flows.csim import compile_project, load_library
+from flows.dataflow.project import apply_depths
 from flows.errors import UsageError
 from flows.estimator import describe_hls_model, estimate_design
 from flows.estimator.sparse import estimate_sparse_dense, spec_from_hls_layer, spec_from_layout
 from flows.export import export_model, quantize_inputs, to_hw_layout
+from flows.hls_passes import MIN_DEPTH_ATTR
 from flows.hls_writer import write_project
 from flows.sparse.extension import FALLBACK_ATTR, KERNEL, LAYER_CLASS, with_sparse_dense
 from flows.sparse.layout import build_layout, choose_pes, walk
+from flows.sparse.pace import paced_settings
 from models.quant import QuantSpec, quant_conv, quant_input, quant_linear, quant_relu
 
 DENSITY = 0.10
@@ -213,7 +216,17 @@ def test_estimate_reads_the_converted_layer(mlp, builds):
     spec = spec_from_hls_layer(layer)
     weight = _quantized_weights(mlp[0])[0]
     layout = choose_pes(weight, weight.shape[0])
-    assert spec == spec_from_layout(spec.name, layout, 8, 5, spec.accum_bits, 8, 32, fused_activation=True)
+    # the flat graph input arrives one element per word (flows.sparse.streams)
+    assert spec.in_pack == 1
+    want = spec_from_layout(spec.name, layout, 8, 5, spec.accum_bits, 8, 32, in_pack=1, out_pack=spec.out_pack)
+    assert spec == replace(want, fused_activation=True)
+    wide = replace(spec, in_pack=spec.n_in)
+    assert estimate_sparse_dense(spec).resources["LUT"] < estimate_sparse_dense(wide).resources["LUT"]
+    # its result words (the next layer is sparse too): the fewest results per word that keep the II
+    k, ii = spec.out_pack, estimate_sparse_dense(replace(spec, out_pack=spec.n_out)).ii_cycles
+    assert spec.n_out % k == 0 and estimate_sparse_dense(spec).ii_cycles <= ii
+    smaller = [d for d in range(1, k) if spec.n_out % d == 0]
+    assert all(estimate_sparse_dense(replace(spec, out_pack=d)).ii_cycles > ii for d in smaller)
     est = estimate_sparse_dense(spec).to_dict()
     assert est["source"] == "estimate" and est["strategy"] == "sparse"
     assert all(f["source"] == "estimate" for f in est["resources"].values())
@@ -330,3 +343,41 @@ def test_cnn_dense_after_flatten_bit_exact(tmp_path):
         ref = net(xq).double().numpy()
     assert int(mask.sum()) <= 0.2 * mask.numel()
     assert np.array_equal(got, ref), f"max |diff| {np.abs(got - ref).max()}"
+
+
+def test_sparse_layers_after_the_pace_setter_take_the_whole_interval():
+    """flows.sparse.pace: LeNet-300-100's second layer (300 inputs) paced to the 786-cycle interval the first
+    layer sets needs fewer PEs than at one input element per clock, and its estimate keeps the interval."""
+    sparse = {name: {"Strategy": "sparse"} for name in ("ip1", "ip2")} | {"ip3": {"Strategy": "sparse", "SparsePEs": 2}}
+    shapes = {"ip1": (784, 300), "ip2": (300, 100), "ip3": (100, 10)}
+    paced = paced_settings(sparse, shapes, 786)
+    assert paced["ip1"] == sparse["ip1"]  # 786 - 300 - margin < 784: it sets the pace, keeps its default
+    assert paced["ip3"] == sparse["ip3"]  # PEs pinned by the user
+    budget = paced["ip2"]["SparseCycles"]
+    assert 300 < budget < 786
+    w = _weights(np.random.default_rng(3), 300, 100, 0.08)
+    default, slow = choose_pes(w, 300), choose_pes(w, budget)
+    assert slow.n_pe < default.n_pe
+    spec = spec_from_layout("ip2", slow, 8, 4, 20, 8, 32, in_pack=1, out_pack=1, fused_activation=True)
+    assert estimate_sparse_dense(spec).ii_cycles <= 786
+
+
+def test_fifo_sizing_keeps_a_narrowed_streams_floor():
+    """A narrowed result stream holds all its words (MIN_DEPTH_ATTR): the dataflow sizing never goes below it."""
+
+    class Var:
+        def __init__(self, name, depth, floor=None):
+            self.name, self.pragma = name, ("stream", depth)
+            if floor is not None:
+                setattr(self, MIN_DEPTH_ATTR, floor)
+
+    class Model:
+        def __init__(self, *vars_):
+            self.output_vars = {v.name: v for v in vars_}
+
+        def get_input_variables(self):
+            return []
+
+    narrowed, plain = Var("a", 6, floor=6), Var("b", 64)
+    apply_depths(Model(narrowed, plain), {"a": 2, "b": 2})
+    assert narrowed.pragma == ("stream", 6) and plain.pragma == ("stream", 2)

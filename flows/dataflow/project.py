@@ -32,7 +32,7 @@ from flows.dataflow.generate import read_design, write_design
 from flows.dataflow.runner import SimRun, compile_simulator, simulate, simulator_path
 from flows.dataflow.sizing import diagnose, search_depths
 from flows.errors import ToolError
-from flows.hls_passes import FIFO_IMPL_ATTR, SRL_MAX_DEPTH
+from flows.hls_passes import FIFO_IMPL_ATTR, MIN_DEPTH_ATTR, SRL_MAX_DEPTH
 from flows.hls_writer import write_project
 
 log = logging.getLogger(__name__)
@@ -47,7 +47,7 @@ def apply_depths(hls_model, depths: dict[str, int]) -> int:
         pragma = getattr(var, "pragma", None)
         if var.name not in depths or not (isinstance(pragma, tuple) and pragma and pragma[0] == "stream"):
             continue
-        depth = int(depths[var.name])
+        depth = max(int(depths[var.name]), int(getattr(var, MIN_DEPTH_ATTR, 0) or 0))
         changed += int(pragma[1]) != depth
         var.pragma = (pragma[0], depth)
         if depth <= SRL_MAX_DEPTH:

@@ -20,15 +20,16 @@ Per PE (``x P``):
 * ``index``: the column counter (add the gap, compare with ``n_in``, subtract, the padding select of
   the read address: ``4 * col_bits`` LUTs) and the row counter (``row_bits``); FFs: both counters,
   the entry register ``e`` and the input register ``a``.
-* ``rom``: the entry ROM (``L x e`` bits) and the bias ROM (``S x b`` bits), each in block RAM
-  (`bram18_for`, 36-bit words up to 512 deep) from ``rom_bram_min_bits`` (1 Kbit) up, else in LUTs at
-  ``lut_per_rom_bit``.
+* ``rom``: the bias ROM (``S x b`` bits), in block RAM (`bram18_for`, 36-bit words up to 512 deep)
+  from ``rom_bram_min_bits`` (1 Kbit) up, else in LUTs at ``lut_per_rom_bit``.
 * ``output_cast``: the cast of the sum to the result type when the PE leaves a row; with a fused ReLU
   a rounding, saturating cast, ``lut_act_narrow_per_elem`` (as the per-output cast of hls4ml's
   dense in `flows.estimator.layers`), else truncation (wires).
 
 Shared:
 
+* ``rom``: the entry ROM, one word of all P entries per step (``L x P*e`` bits: the PEs read in
+  lockstep, the kernel reshapes the array), in block RAM or LUTs by the bias ROM's rule.
 * ``input_buffer``: ``ceil(P / 2)`` copies of the input (two PEs read one dual-port copy), each
   ping-ponged between images: ``2 x n_in x a`` bits per copy, two banks of `bram18_for(n_in, a)`
   BRAM_18K from 1 Kbit per bank up, else dual-port LUTRAM ``2 * lut_per_rom_bit`` LUTs per bit. The
@@ -203,7 +204,7 @@ def estimate_sparse_dense(
         LUT=P * (4 * spec.col_bits + spec.row_bits),
         FF=P * (spec.col_bits + spec.row_bits + spec.entry_bits + a),
     )
-    _rom(est, "rom", spec.n_steps, spec.entry_bits, P, calib)
+    _rom(est, "rom", spec.n_steps, spec.entry_bits * P, 1, calib)  # one word of P entries per step
     _rom(est, "rom", spec.n_rows, spec.bias_bits, P, calib)
     if spec.fused_activation:
         est.add("output_cast", LUT=P * calib.lut_act_narrow_per_elem)

@@ -9,6 +9,9 @@ the project). Optional per-layer keys: ``SparsePEs`` (processing elements), else
 (the walk's cycle budget per image: the PE count follows from it, `choose_pes`; default ``n_in``,
 one input element per clock, the pace of the input stream), and ``SparseIndexBits``.
 
+Then `flows.sparse.streams` narrows the stream words into and out of the new nodes (one input element
+per word from a flat graph input, a few results per word between sparse layers).
+
 A layer the kernel cannot take stays hls4ml's Dense (latency strategy) with the reason in its
 ``sparse_fallback`` attribute and a warning: io_parallel, fewer than two inputs, a saturating
 accumulator that is not exact (partial sums in another order could saturate differently), weights
@@ -37,6 +40,7 @@ from hls4ml.model.types import IntegerPrecisionType
 from flows.errors import FlowError, ToolError, UsageError
 from flows.hls_passes import EXACT_ATTR
 from flows.sparse.layout import LAYER_CLASS, MIN_INPUTS, PES_PER_COPY, SparseLayout, build_layout, choose_pes
+from flows.sparse.streams import STREAMS_PASS, NarrowSparseStreams
 
 log = logging.getLogger(__name__)
 
@@ -252,8 +256,10 @@ def register_sparse_dense() -> None:
         raise ToolError(f"the sparse kernel's header {HEADER} is missing: reinstall fireflow")
     if SPARSE_PASS not in passes:
         register_pass(SPARSE_PASS, ReplaceDenseWithSparse)
+    if STREAMS_PASS not in passes:
+        register_pass(STREAMS_PASS, NarrowSparseStreams)
     if SPARSE_FLOW not in get_available_flows():
-        register_flow(SPARSE_FLOW, [SPARSE_PASS], requires=[TYPES_FLOW])
+        register_flow(SPARSE_FLOW, [SPARSE_PASS, STREAMS_PASS], requires=[TYPES_FLOW])
 
 
 def with_sparse_dense(flow: str) -> str:

@@ -11,8 +11,8 @@ A Dense layer's weight ``W`` (``n_in x n_out``, hls4ml's order) becomes, for P p
 - an **entry** word ``code << index_bits | gap`` (``code_bits + index_bits`` bits); every PE's list
   is padded to the longest one, ``n_steps`` entries, with *padding* entries (code 0, gap 0: a filler
   always has gap ``M >= 1``, a real entry a nonzero code, so padding is recognisable and does not
-  move the PE). The entries are stored step-major, ``entries[t * P + p]``, so a cyclic partition by
-  ``P`` gives each PE its own ROM.
+  move the PE). The entries are stored step-major, ``entries[t * P + p]``, so a cyclic reshape by
+  ``P`` makes one ROM word of every PE's entry for step t (the PEs read in lockstep).
 
 A PE walks its entries one per clock: its column advances by ``gap + 1``; ``2^index_bits <= n_in``
 keeps every advance within one row change. `walk` is that walk in numpy (the C++ kernel's reference).

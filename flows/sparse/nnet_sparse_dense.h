@@ -66,8 +66,10 @@ void sparse_dense_compute(x_T xbuf[CONFIG_T::n_copies][CONFIG_T::n_in], hls::str
                           const typename CONFIG_T::bias_t biases[CONFIG_T::n_rows * CONFIG_T::n_pe]) {
     typedef typename CONFIG_T::accum_t accum_t;
     typedef typename res_T::value_type out_t;
-    // each PE: its own entry ROM and bias ROM (cyclic banks), a codebook lookup of its own (LUTs)
-    #pragma HLS ARRAY_PARTITION variable=entries cyclic factor=CONFIG_T::n_pe
+    // every PE reads step t's entry in the same clock: one ROM word of n_pe entries per step (a wide ROM
+    // fills the block RAMs' aspect ratios; one ROM per PE would take a block RAM each);
+    // each PE: its own bias ROM (cyclic banks, it reads its own row), a codebook lookup of its own (LUTs)
+    #pragma HLS ARRAY_RESHAPE variable=entries cyclic factor=CONFIG_T::n_pe
     #pragma HLS ARRAY_PARTITION variable=biases cyclic factor=CONFIG_T::n_pe
     #pragma HLS ARRAY_PARTITION variable=codebook complete
 

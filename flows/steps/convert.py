@@ -30,6 +30,7 @@ from flows.hardware import (
     sparse_candidates,
 )
 from flows.results import ConvertResult
+from flows.sparse.pace import dense_shapes
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +72,7 @@ def run(ctx: BuildContext) -> ConvertResult:
         da,
         board,
         cfg.hls.objective,
+        dense_shapes(base),
     )
     hls = replace(cfg.hls, io_type=outcome.io_type)
     hls_model, _ = convert(wrapper, ctx.out, hls, cfg.quant, board, layer_settings=outcome.layer_settings)
