@@ -137,6 +137,10 @@ def _wrapper_estimate(
         in_pack = inp.out_pack if inp.kind == "input" else first.in_pack
         in_px = max(1, n_in // max(1, in_pack))
         out_px = max(1, n_out // max(1, last.out_pack))
+        # the wrapper's FIFOs take the depth of the graph's input/output streams (flows.hls_writer): hls4ml's
+        # default is every word (in_px, out_px); the FIFO sizing or the sparse kernel's repacking may set less
+        if inp.kind == "input":
+            in_px = min(in_px, max(1, int(inp.extra.get("fifo_depth", in_px))))
         for part, res in (
             ("in_local", fifo_cost(in_px, in_pack * in_bits, calib)),
             ("out_local", fifo_cost(out_px, last.out_pack * last.result_bits, calib)),
