@@ -253,10 +253,11 @@ def choose_design(variants: dict[str, FitOutcome], board, objective: str) -> Fit
 
 
 def fit_with_kernels(fit, sparse: dict, da: dict, board, objective: str, shapes: dict | None = None) -> FitOutcome:
-    """The best fitted design among: as converted, with the sparse kernel on `sparse` (and paced to the
-    design's interval, `flows.sparse.pace`, given the Dense `shapes`), with DA on `da`, with both, and
-    with DA only on the layers where it is cheaper than in the best design without DA (`cheaper_as_da`).
-    `fit(extra_layer_settings) -> FitOutcome` converts and fits one variant."""
+    """The best fitted design among: as converted, with the sparse kernel on `sparse`, with DA on `da`,
+    with both, and with DA only on the layers where it is cheaper than in the best design without DA
+    (`cheaper_as_da`). Each variant with sparse layers is also tried paced to its own interval
+    (`flows.sparse.pace`, given the Dense `shapes`). `fit(extra_layer_settings) -> FitOutcome` converts
+    and fits one variant."""
 
     def variant(on_sparse: dict, on_da: dict) -> FitOutcome:
         extra = {**on_sparse, **on_da}
@@ -267,24 +268,26 @@ def fit_with_kernels(fit, sparse: dict, da: dict, board, objective: str, shapes:
     def rank(name: str) -> tuple:
         return _rank(variants[name], board, objective)
 
+    def add(name: str, on_sparse: dict, on_da: dict) -> str:
+        """Fit the variant, and its sparse layers paced to its interval; the better one's name."""
+        variants[name] = variant(on_sparse, on_da)
+        paced = paced_settings(on_sparse, shapes or {}, variants[name].estimate.ii_cycles)
+        if paced == on_sparse:
+            return name
+        variants[f"{name}, paced"] = variant(paced, on_da)
+        return f"{name}, paced" if rank(f"{name}, paced") < rank(name) else name
+
     variants = {"all-dense": fit({})}
-    sparse_name = "sparse"
-    if sparse:
-        variants["sparse"] = variant(sparse, {})
-        paced = paced_settings(sparse, shapes or {}, variants["sparse"].estimate.ii_cycles)
-        if paced != sparse:
-            variants["sparse, paced"] = variant(paced, {})
-            if rank("sparse, paced") < rank("sparse"):
-                sparse, sparse_name = paced, "sparse, paced"
+    best_sparse = add("sparse", sparse, {}) if sparse else "all-dense"
     if da:
         variants["da"] = variant({}, da)
         if sparse:
-            variants["sparse+da"] = variant(sparse, da)
-        keep = sparse if sparse and rank(sparse_name) < rank("all-dense") else {}
-        without = sparse_name if keep else "all-dense"
+            add("sparse+da", sparse, da)
+        keep = sparse if sparse and rank(best_sparse) < rank("all-dense") else {}
+        without = best_sparse if keep else "all-dense"
         mixed = cheaper_as_da(variants["sparse+da" if keep else "da"], variants[without], da, board)
         if mixed and mixed != da:
-            variants[f"{without}+da per layer"] = variant(keep, mixed)
+            add(f"{'sparse' if keep else 'all-dense'}+da per layer", keep, mixed)
     return choose_design(variants, board, objective) if len(variants) > 1 else variants["all-dense"]
 
 

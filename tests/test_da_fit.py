@@ -11,7 +11,7 @@ from types import SimpleNamespace
 import pytest
 
 from flows.api import run_build
-from flows.hardware import FitOutcome, cheaper_as_da, choose_design
+from flows.hardware import FitOutcome, cheaper_as_da, choose_design, fit_with_kernels
 from tests.conftest import SMALL, copy_build
 
 pytest.importorskip("da4ml")
@@ -43,6 +43,28 @@ def test_choose_design_ranks_fit_then_objective():
     variants = {"small": small_slow, "big": big_fast, "no fit": too_big}
     assert choose_design(variants, BOARD, "area") is small_slow
     assert choose_design(variants, BOARD, "latency") is big_fast
+
+
+def test_sparse_layers_are_paced_to_their_own_designs_interval():
+    """lenet5's shape: its convs set a 17,000-cycle interval unless DA makes them one pixel per clock (829).
+    Pacing the sparse layer to the slow design's interval must not leak into the fast design: the chosen
+    design keeps 829 cycles (it did not: the area objective took the sparse+DA design paced to 17,000)."""
+
+    def fit(extra: dict) -> FitOutcome:
+        conv_da = "conv" in extra
+        cycles = extra.get("fc", {}).get("SparseCycles")
+        sparse = "fc" in extra
+        ii = max(829 if conv_da else 17000, cycles + 10 if cycles else 802)
+        fc_lut = (5.0 if cycles else 10.0) if sparse else 50.0
+        return _outcome({"conv": 20.0 if conv_da else 30.0, "fc": fc_lut}, ii=ii)
+
+    sparse = {"fc": {"Strategy": "sparse"}}
+    da = {"conv": {"Strategy": "distributed_arithmetic"}}
+    chosen = fit_with_kernels(fit, sparse, da, BOARD, "area", {"fc": (800, 500)})
+    assert chosen.estimate.ii_cycles == 829
+    assert "SparseCycles" not in chosen.layer_settings["fc"] and "conv" in chosen.layer_settings
+    slow = fit_with_kernels(fit, sparse, {}, BOARD, "area", {"fc": (800, 500)})  # no DA: pacing pays
+    assert slow.layer_settings["fc"]["SparseCycles"] == 17000 - 500 - 8 and slow.estimate.ii_cycles == 17000
 
 
 @pytest.fixture(scope="module")
