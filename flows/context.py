@@ -33,6 +33,7 @@ import torch
 from flows.atomic import atomic_write_bytes
 from flows.boards import Board
 from flows.byo.adapt import adapt, check_structure, route_of
+from flows.byo.channels import WIDTHS_KEY, PlainChannels, infer_groups, narrow
 from flows.config import BuildConfig
 from flows.data import DataBundle, load_data
 from flows.device import resolve_device
@@ -161,21 +162,35 @@ class BuildContext:
             _, lines = adapt(model, self.route, stage, self.quant_spec(), self.data.in_shape, self.cfg.model)
             notes += [line for line in lines if line not in notes]
         if self.cfg.structure.enabled:  # refused here, before training, not in the structure step
-            check_structure(self.new_model(quantized=False), self.route, self.cfg.model)
+            raw = self._build(False, self.cfg.arch) if self.route == "plain" else None
+            check_structure(self.new_model(quantized=False), self.route, self.cfg.model, raw, self.data.in_shape)
         return notes
+
+    def channel_declaration(self, model: torch.nn.Module):
+        """Where structured pruning reads `channel_groups()`/`arch_for_widths()`: the network itself (registry and
+        declaring Brevitas networks), or a plain network's groups inferred from its graph (flows/byo/channels.py)."""
+        if self.route != "plain":
+            return model
+        return PlainChannels(infer_groups(self._build(False, self.cfg.arch), self.data.in_shape, self.cfg.model))
 
     def _build(self, quantized: bool, arch: dict | None) -> torch.nn.Module:
         torch.manual_seed(self.cfg.seed)
+        arch = self.arch if arch is None else arch
+        # a plain network narrowed by structured pruning: built as written, then cut to the recorded widths
+        widths = arch.get(WIDTHS_KEY) if self.cfg.model not in MODELS else None
+        if widths is not None:
+            arch = {k: v for k, v in arch.items() if k != WIDTHS_KEY}
         try:
-            return build_model(
+            model = build_model(
                 self.cfg.model,
                 self.quant_spec(quantized),
                 self.data.in_shape,
                 self.data.num_classes,
-                self.arch if arch is None else arch,
+                arch,
             )
         except (ValueError, TypeError) as exc:
             raise UsageError(f"model {self.cfg.model!r} with arch {self.cfg.arch}: {exc}") from None
+        return model if widths is None else narrow(model, widths, self.data.in_shape, self.cfg.model)
 
     def load_state(self, ckpt: str) -> dict:
         """A checkpoint of this build as a state dict (tensors only: `weights_only`, nothing executes)."""

@@ -84,10 +84,11 @@ def channel_importance(producer: nn.Module, norm: str = "l1") -> torch.Tensor:
 
 
 def choose_channels(
-    model: nn.Module, ratio: float, ratios: dict[str, float], min_channels: int, norm: str = "l1"
+    model: nn.Module, ratio: float, ratios: dict[str, float], min_channels: int, norm: str = "l1", decl=None
 ) -> dict[str, torch.Tensor]:
-    """Indices (sorted) of the channels each group keeps: the strongest (1 - ratio) of them."""
-    groups = {g.name: g for g in model.channel_groups()}
+    """Indices (sorted) of the channels each group keeps: the strongest (1 - ratio) of them. `decl` declares the
+    groups when the network itself does not (a plain network's, inferred: flows/byo/channels.py)."""
+    groups = {g.name: g for g in (model if decl is None else decl).channel_groups()}
     unknown = sorted(set(ratios) - set(groups))
     if unknown:
         raise ValueError(f"structured pruning ratios name unknown groups {unknown}; groups: {sorted(groups)}")
@@ -126,13 +127,15 @@ def _input_index(
 
 
 @torch.no_grad()
-def shrink(model: nn.Module, keep: dict[str, torch.Tensor], build: Callable[[dict], nn.Module]) -> nn.Module:
-    """Build the narrower network (`build(arch)`) and copy the surviving weight slices into it."""
-    groups = model.channel_groups()
+def shrink(model: nn.Module, keep: dict[str, torch.Tensor], build: Callable[[dict], nn.Module], decl=None) -> nn.Module:
+    """Build the narrower network (`build(arch)`) and copy the surviving weight slices into it (`decl` as in
+    `choose_channels`)."""
+    decl = model if decl is None else decl
+    groups = decl.channel_groups()
     modules = dict(model.named_modules())
     widths_before = {g.name: modules[g.producer].weight.shape[0] for g in groups}
     widths = {name: int(idx.numel()) for name, idx in keep.items()}
-    small = build(model.arch_for_widths(widths))
+    small = build(decl.arch_for_widths(widths))
     out_index = {g.producer: keep[g.name] for g in groups}
     small_modules = dict(small.named_modules())
     for name, module in modules.items():

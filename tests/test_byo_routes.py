@@ -1,7 +1,7 @@
 """Bring your own network (issue 13), the routes proven end to end beyond tests/test_byo.py: ReLU6 in a plain
 network (nn.ReLU6, F.relu6, F.hardtanh(0, 6)), a foreign Brevitas network with float-scale activation
 quantizers, and the recipe keys on a plain network (Deep Compression: pruning, sharing, QAT; structured
-pruning: refused before training).
+pruning where its channel groups cannot be inferred: refused before training, tests/test_byo_structure.py).
 
 The default run checks the unit-level facts (where a quantized ReLU6 saturates, the conversions the log and
 report.json name, the refusals); `-m slow` builds each network through the whole flow to a bit-exact C
@@ -188,14 +188,15 @@ def test_foreign_conversions_are_logged_and_reported(tmp_path, caplog):
 
 
 # ------------------------------------------------------------------------------------------------------------
-# Recipe keys on a plain network: structured pruning refused up front
+# Recipe keys on a user's network: structured pruning refused up front where the channel groups are unknown
 # ------------------------------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
     ("entry", "words"),
     [
-        ("test_byo:plain_cnn", ["structured pruning", "structure.enabled=false", "compress.enabled=true"]),
+        # a plain network's groups are inferred (tests/test_byo_structure.py); a Fire-like fork is not inferable
+        ("test_byo:fire_like", ["structured pruning", "squeeze", "structure.enabled=false", "compress.enabled=true"]),
         ("test_byo_routes:foreign_cnn", ["channel groups", "channel_groups()", "structure.enabled=false"]),
     ],
 )

@@ -14,6 +14,7 @@ import math
 import torch
 from torch import nn
 
+from flows.byo.channels import check_narrowing
 from flows.byo.foreign import WithInputQuant, adapt_foreign, find_input_quantizer, fold_foreign_bn
 from flows.byo.pool import check_pool_windows
 from flows.byo.quantize import check_plain_ops, fold_plain, is_quantized, quantize_plain
@@ -78,15 +79,12 @@ def describe_relu6(names: list[str], spec: QuantSpec) -> str:
     )
 
 
-def check_structure(model: nn.Module, route: str, name: str) -> None:
+def check_structure(model: nn.Module, route: str, name: str, raw: nn.Module | None = None, in_shape=None) -> None:
     """structure.enabled on a user's network (the `float` stage): refused before training unless the network
-    declares its channel groups; a plain network never can (torch.fx rebuilds it without its methods)."""
+    declares its channel groups or, plain (`raw`: as its builder returns it), they can be inferred from its graph
+    (flows/byo/channels.py)."""
     if route == "plain":
-        raise UsageError(
-            f"model {name!r}: structured pruning (structure.enabled) needs declared channel groups, which a plain "
-            "PyTorch network cannot carry through the flow's quantization (torch.fx rebuilds it); --set "
-            "structure.enabled=false (magnitude pruning, compress.enabled=true, works on it)"
-        )
+        check_narrowing(raw, in_shape, name)
     if route == "brevitas" and not (hasattr(model, "channel_groups") and hasattr(model, "arch_for_widths")):
         raise UsageError(
             f"model {name!r} does not declare channel groups; structured pruning needs them (declare "

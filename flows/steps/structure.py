@@ -21,7 +21,8 @@ def run(ctx: BuildContext) -> StructureResult:
     set_threads(ctx.cfg.train.threads)
     st, t = ctx.cfg.structure, ctx.cfg.train
     model = ctx.load_model(FLOAT_CKPT, quantized=False)
-    if not hasattr(model, "channel_groups"):
+    decl = ctx.channel_declaration(model)  # a plain network's groups are inferred from its graph
+    if not hasattr(decl, "channel_groups"):
         raise UsageError(
             f"model {ctx.cfg.model!r} does not declare channel groups; structured pruning needs them "
             "(declare channel_groups()/arch_for_widths(), or --set structure.enabled=false)"
@@ -32,12 +33,12 @@ def run(ctx: BuildContext) -> StructureResult:
     val_before = evaluate(model, ctx.data.val, device=device)["accuracy"]
     model.to(CPU)
     try:
-        keep = choose_channels(model, st.ratio, st.ratios, st.min_channels, st.norm)
+        keep = choose_channels(model, st.ratio, st.ratios, st.min_channels, st.norm, decl=decl)
     except ValueError as exc:
         raise UsageError(f"structure: {exc}") from None
     base_arch = dict(ctx.cfg.arch)
-    small = shrink(model, keep, lambda widths: ctx.new_model(False, {**base_arch, **widths}))
-    arch = {**base_arch, **model.arch_for_widths({k: int(v.numel()) for k, v in keep.items()})}
+    small = shrink(model, keep, lambda widths: ctx.new_model(False, {**base_arch, **widths}), decl=decl)
+    arch = {**base_arch, **decl.arch_for_widths({k: int(v.numel()) for k, v in keep.items()})}
     arch = json.loads(json.dumps(arch))  # tuples -> lists: what config.json and the cache hold
     acc_pruned = evaluate(small, ctx.data.test, device=device)["accuracy"]
     val_pruned = evaluate(small, ctx.data.val, device=device)["accuracy"]
