@@ -111,12 +111,12 @@ class HLSConfig:
     # of flows/sparse/) or "distributed_arithmetic" (da4ml shift-and-add, flows/da/; fully parallel)
     layer_strategy: dict[str, str] = field(default_factory=dict)
     # "auto": dense layers (io_stream) with at most sparse_max_density nonzero weights get the sparse kernel when
-    # the fitted design is better with it (flows/hardware.py choose_design); "off": never unless layer_strategy says
+    # the fitted design is better with it (flows/variants.py choose_design); "off": never unless layer_strategy says
     sparse: str = "auto"
     sparse_max_density: float = 0.3
     # "auto": io_stream conv/pointwise/dense layers (not given the sparse kernel) with at most da_max_nonzero
     # nonzero weights become distributed arithmetic (da4ml, fully parallel) when the fitted design is better
-    # with it (flows/hardware.py choose_design); "off": only where layer_strategy says so
+    # with it (flows/variants.py choose_design); "off": only where layer_strategy says so
     da: str = "auto"
     da_max_nonzero: int = 4096  # bounds da4ml's solve time (a 784x300 layer at 90% zeros takes minutes)
     # DA layers' Verilog through yosys (synth_xilinx) and verilator (128 vectors) when the tools are on PATH

@@ -29,7 +29,6 @@ from flows.estimator import EXPECTED_ERROR, describe_hls_model, estimate_design,
 from flows.hls_names import config_names
 from flows.hlsreport import load_project_reports
 from flows.sparse.extension import STRATEGY as SPARSE_STRATEGY
-from flows.sparse.pace import paced_settings
 
 log = logging.getLogger(__name__)
 
@@ -191,104 +190,6 @@ def da_candidates(hls_model, max_nonzero: int, pinned_keys=(), exclude=()) -> di
     if out:
         log.info("distributed-arithmetic candidates (<= %d nonzero weights): %s", max_nonzero, ", ".join(out))
     return out
-
-
-def _rank(outcome: FitOutcome, board, objective: str) -> tuple:
-    """Sort key of a fit outcome: fitting designs first, then the objective (area: the summed share of
-    the budget; latency: the initiation interval, then area)."""
-    used, budget = outcome.estimate.resources, board.resources
-    area = sum(used[k] / budget[k] for k in RESOURCE_KINDS if budget[k])
-    worst = max((used[k] / budget[k] for k in RESOURCE_KINDS if budget[k]), default=0.0)
-    ii = outcome.estimate.ii_cycles
-    if not outcome.fits:
-        return (1, worst, area)
-    return (0, area, ii) if objective == "area" else (0, ii, area)
-
-
-def with_settings(outcome: FitOutcome, settings: dict, label: str) -> FitOutcome:
-    """A fit outcome of a design converted with extra per-layer `settings` (sparse kernels, DA), labelled."""
-    return FitOutcome(
-        outcome.io_type,
-        {**settings, **outcome.layer_settings},
-        outcome.estimate,
-        True,
-        f"{label}; {outcome.explanation}",
-        outcome.fits,
-    )
-
-
-def cheaper_as_da(da: FitOutcome, other: FitOutcome, da_settings: dict, board) -> dict[str, dict]:
-    """The DA layers of the fitted design `da` whose share of the board is smaller than the same layer's
-    in the fitted design `other` (e.g. a classifier that area recovery folds is cheaper without DA, a
-    conv with few nonzero weights is cheaper with it): the per-layer mix to try next."""
-    budget = board.resources
-
-    def share(layer) -> float:
-        return sum(layer.resources.get(k, 0.0) / budget[k] for k in RESOURCE_KINDS if budget[k])
-
-    mine = {layer.name: layer for layer in da.estimate.layers}
-    theirs = {layer.name: layer for layer in other.estimate.layers}
-    return {
-        name: value
-        for name, value in da_settings.items()
-        if name in mine and name in theirs and share(mine[name]) < share(theirs[name])
-    }
-
-
-def choose_design(variants: dict[str, FitOutcome], board, objective: str) -> FitOutcome:
-    """The best of the fitted design variants (`_rank`): e.g. all-dense, sparse kernels, DA, both.
-    Each variant is logged with its LUT and II, so the report's log says why one was chosen."""
-    chosen_name = min(variants, key=lambda n: _rank(variants[n], board, objective))
-    for name, o in variants.items():
-        log.info(
-            "design %-18s %s: LUT %.0f, BRAM36 %.1f, II %d cycles%s",
-            name,
-            "chosen" if name == chosen_name else "      ",
-            o.estimate.resources["LUT"],
-            o.estimate.resources["BRAM36"],
-            o.estimate.ii_cycles,
-            "" if o.fits else " (does not fit)",
-        )
-    return variants[chosen_name]
-
-
-def fit_with_kernels(fit, sparse: dict, da: dict, board, objective: str, shapes: dict | None = None) -> FitOutcome:
-    """The best fitted design among: as converted, with the sparse kernel on `sparse`, with DA on `da`,
-    with both, and with DA only on the layers where it is cheaper than in the best design without DA
-    (`cheaper_as_da`). Each variant with sparse layers is also tried paced to its own interval
-    (`flows.sparse.pace`, given the Dense `shapes`). `fit(extra_layer_settings) -> FitOutcome` converts
-    and fits one variant."""
-
-    def variant(on_sparse: dict, on_da: dict) -> FitOutcome:
-        extra = {**on_sparse, **on_da}
-        label = [f"sparse weight-shared kernels for {', '.join(on_sparse)}"] if on_sparse else []
-        label += [f"distributed arithmetic for {', '.join(on_da)}"] if on_da else []
-        return with_settings(fit(extra), extra, "; ".join(label))
-
-    def rank(name: str) -> tuple:
-        return _rank(variants[name], board, objective)
-
-    def add(name: str, on_sparse: dict, on_da: dict) -> str:
-        """Fit the variant, and its sparse layers paced to its interval; the better one's name."""
-        variants[name] = variant(on_sparse, on_da)
-        paced = paced_settings(on_sparse, shapes or {}, variants[name].estimate.ii_cycles)
-        if paced == on_sparse:
-            return name
-        variants[f"{name}, paced"] = variant(paced, on_da)
-        return f"{name}, paced" if rank(f"{name}, paced") < rank(name) else name
-
-    variants = {"all-dense": fit({})}
-    best_sparse = add("sparse", sparse, {}) if sparse else "all-dense"
-    if da:
-        variants["da"] = variant({}, da)
-        if sparse:
-            add("sparse+da", sparse, da)
-        keep = sparse if sparse and rank(best_sparse) < rank("all-dense") else {}
-        without = best_sparse if keep else "all-dense"
-        mixed = cheaper_as_da(variants["sparse+da" if keep else "da"], variants[without], da, board)
-        if mixed and mixed != da:
-            add(f"{'sparse' if keep else 'all-dense'}+da per layer", keep, mixed)
-    return choose_design(variants, board, objective) if len(variants) > 1 else variants["all-dense"]
 
 
 # ------------------------------------------------------------------------------------ real synthesis

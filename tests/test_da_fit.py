@@ -11,7 +11,8 @@ from types import SimpleNamespace
 import pytest
 
 from flows.api import run_build
-from flows.hardware import FitOutcome, cheaper_as_da, choose_design, fit_with_kernels
+from flows.hardware import FitOutcome
+from flows.variants import cheaper_as_da, choose_design, fit_with_kernels
 from tests.conftest import SMALL, copy_build
 
 pytest.importorskip("da4ml")
@@ -37,12 +38,17 @@ def test_da_only_where_it_is_cheaper_than_the_layer_without_it():
 
 
 def test_choose_design_ranks_fit_then_objective():
+    """area: the smallest design that keeps the fastest fitting variant's interval (or the target's: the rule
+    of area recovery); latency: the fastest. A design that does not fit never wins while one fits."""
     small_slow = _outcome({"a": 30.0}, ii=1000)
     big_fast = _outcome({"a": 60.0}, ii=100)
+    mid_fast = _outcome({"a": 45.0}, ii=100)
     too_big = _outcome({"a": 500.0}, ii=10, fits=False)
-    variants = {"small": small_slow, "big": big_fast, "no fit": too_big}
-    assert choose_design(variants, BOARD, "area") is small_slow
-    assert choose_design(variants, BOARD, "latency") is big_fast
+    variants = {"small": small_slow, "big": big_fast, "mid": mid_fast, "no fit": too_big}
+    assert choose_design(variants, BOARD, "area") is mid_fast
+    assert choose_design(variants, BOARD, "area", target_ii=1000) is small_slow  # the target allows the slow one
+    assert choose_design(variants, BOARD, "latency") is mid_fast
+    assert choose_design({"small": small_slow, "big": big_fast}, BOARD, "latency") is big_fast
 
 
 def test_sparse_layers_are_paced_to_their_own_designs_interval():

@@ -8,7 +8,7 @@ interval: `paced_settings` gives each sparse layer the walk budget ``SparseCycle
 PACE_MARGIN`` (room for the rows the PEs settle, a result word and the pipeline, so the layer's
 estimated interval stays within the design's) when that is more than ``n_in``. Fewer PEs mean fewer
 copies of the input buffer (block RAM), multipliers and accumulators; the fit search
-(`flows.hardware.fit_with_kernels`) keeps the paced design only when it ranks better.
+(`flows.variants.fit_with_kernels`) keeps the paced design only when it ranks better.
 """
 
 from __future__ import annotations

@@ -26,11 +26,11 @@ from flows.hardware import (
     estimate_model,
     estimate_sections,
     fit_design,
-    fit_with_kernels,
     sparse_candidates,
 )
 from flows.results import ConvertResult
 from flows.sparse.pace import dense_shapes
+from flows.variants import fit_with_kernels
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +73,7 @@ def run(ctx: BuildContext) -> ConvertResult:
         board,
         cfg.hls.objective,
         dense_shapes(base),
+        target_ii,
     )
     hls = replace(cfg.hls, io_type=outcome.io_type)
     hls_model, _ = convert(wrapper, ctx.out, hls, cfg.quant, board, layer_settings=outcome.layer_settings)
