@@ -54,3 +54,19 @@ def copy_build(src: Path, dst: Path) -> Path:
     """A copy of a finished build folder (so a test can rerun parts of it without side effects)."""
     shutil.copytree(src, dst)
     return dst
+
+
+@pytest.fixture()
+def cli(capsys, caplog, monkeypatch, tmp_path):
+    """`flows/build.py` as a user runs it (from `tmp_path`): `run(*argv) -> (exit code, stderr, log)`.
+    tests/test_bad_inputs.py has its own, stricter one."""
+    from flows.build import main as build_main
+
+    monkeypatch.chdir(tmp_path)
+    caplog.set_level(logging.INFO)
+
+    def run(*argv):
+        code = build_main([str(a) for a in argv])
+        return code, capsys.readouterr().err, caplog.text
+
+    return run

@@ -9,7 +9,6 @@ simulation on digits. Entry points are `test_byo:<function>` (pytest puts tests/
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import brevitas.nn as qnn
@@ -21,13 +20,11 @@ from brevitas.quant.binary import SignedBinaryWeightPerTensorConst
 from torch import nn
 
 from flows.api import run_build
-from flows.build import main as build_main
 from flows.byo.adapt import adapt, route_of
 from flows.byo.foreign import find_input_quantizer
 from flows.byo.quantize import fold_plain, quantize_plain
-from flows.export import export_model, quantize_inputs, to_hw_layout, verify_qonnx
-from flows.modelstats import reference_logits
 from models.quant import QuantSpec
+from tests.byo_support import calibrated, exported
 
 DIGITS = ["--dataset", "digits", "--set", "data.download=false"]
 FAST = {"hls.da": "off", "hls.rtl": "off", "dataflow.enabled": False}  # other issues' extras, not what is tested here
@@ -172,17 +169,6 @@ def foreign_binary(quant, in_shape, num_classes, arch):
 # ------------------------------------------------------------------------------------------------------------
 
 
-@pytest.fixture()
-def cli(capsys, caplog, monkeypatch, tmp_path):
-    monkeypatch.chdir(tmp_path)
-    caplog.set_level(logging.INFO)
-
-    def run(*argv):
-        code = build_main([str(a) for a in argv])
-        captured = capsys.readouterr()
-        return code, captured.err, caplog.text
-
-    return run
 
 
 def assert_refused(res, *words, out: Path):
@@ -195,23 +181,6 @@ def assert_refused(res, *words, out: Path):
     assert "float epoch" not in log, "refused after training"
 
 
-def _calibrated(model, batches=4):
-    gen = torch.Generator().manual_seed(1)
-    model.train()
-    with torch.no_grad():
-        for _ in range(batches):
-            model(torch.rand((32, 1, 28, 28), generator=gen))
-    return model.eval()
-
-
-def _qonnx_matches(model, tmp_path):
-    images = torch.rand((6, 1, 28, 28), generator=torch.Generator().manual_seed(2))
-    xq = quantize_inputs(model, images.double())
-    wrapper = export_model(model, (1, 28, 28), tmp_path / "m.onnx")
-    check = verify_qonnx(wrapper, to_hw_layout(xq.numpy(), (1, 28, 28)), reference_logits(model, xq))
-    return wrapper, check
-
-
 # ------------------------------------------------------------------------------------------------------------
 # Plain PyTorch: quantized by the flow's rules, exact down to the QONNX graph (default run)
 # ------------------------------------------------------------------------------------------------------------
@@ -221,15 +190,15 @@ def _qonnx_matches(model, tmp_path):
 def test_plain_network_quantizes_to_an_exact_qonnx_graph(cls, tmp_path):
     torch.manual_seed(0)
     float_net = cls().eval()
-    _calibrated(float_net)  # BatchNorm statistics that are not the identity
+    calibrated(float_net)  # BatchNorm statistics that are not the identity
     assert route_of(cls()) == "plain"
     folded = fold_plain(float_net)
     x = torch.rand((4, 1, 28, 28))
     assert torch.allclose(folded(x), float_net(x), atol=1e-5)  # BatchNorm folded without changing the math
     assert not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in folded.modules())
-    q = _calibrated(quantize_plain(fold_plain(float_net), SPEC))
+    q = calibrated(quantize_plain(fold_plain(float_net), SPEC))
     assert find_input_quantizer(q, x[:1]) is not None  # found from the graph, whatever its name
-    wrapper, check = _qonnx_matches(q, tmp_path)
+    wrapper, check = exported(q, tmp_path)
     assert check["max_abs_diff"] == 0.0
     assert sum(n.op_type == "Transpose" for n in wrapper.graph.node) == 0
     # one quantizer at a concat, the hardware input type from the flow's unsigned input quantizer
@@ -241,7 +210,7 @@ def test_plain_network_quantizes_to_an_exact_qonnx_graph(cls, tmp_path):
 
 def test_fresh_build_loads_a_trained_state(tmp_path):
     """Every stage rebuilds the network from the builder: a trained state dict must load into the rewrite."""
-    trained = _calibrated(quantize_plain(fold_plain(FireLike().eval()), SPEC))
+    trained = calibrated(quantize_plain(fold_plain(FireLike().eval()), SPEC))
     fresh = quantize_plain(fold_plain(FireLike().eval()), SPEC)
     fresh.load_state_dict(trained.state_dict())  # strict
     x = torch.rand((3, 1, 28, 28))
@@ -262,7 +231,7 @@ def test_foreign_brevitas_is_converted_and_exact(tmp_path):
     assert "fc1: " not in text.replace("fc1: bias added", "")  # its 2-bit power-of-two weights are kept
     assert not any(isinstance(m, nn.BatchNorm1d) for m in model.modules())  # folded (quant stage)
     assert model.fc1.quant_weight().bit_width.item() == 2
-    _, check = _qonnx_matches(_calibrated(model), tmp_path)
+    _, check = exported(calibrated(model), tmp_path)
     assert check["max_abs_diff"] == 0.0
 
 
@@ -300,7 +269,7 @@ def test_refused_before_training(cli, tmp_path, entry, words):
 
 def test_weights_file_replaces_training(cli, tmp_path):
     torch.manual_seed(3)
-    net = _calibrated(PlainCNN())
+    net = calibrated(PlainCNN())
     weights = tmp_path / "trained.pt"
     torch.save({"state_dict": net.state_dict()}, weights)  # wrapped, as training scripts save
     out = tmp_path / "b"
@@ -339,7 +308,7 @@ def test_weights_file_that_runs_code_or_mismatches_is_refused(cli, tmp_path):
 def _export(model, path: Path) -> Path:
     from brevitas.export import export_qonnx
 
-    export_qonnx(_calibrated(model), torch.zeros(1, 1, 28, 28), export_path=str(path), dynamo=False)
+    export_qonnx(calibrated(model), torch.zeros(1, 1, 28, 28), export_path=str(path), dynamo=False)
     return path
 
 

@@ -10,7 +10,6 @@ bit-exact C simulation. Entry points are `test_byo_pool:<function>` (pytest puts
 
 from __future__ import annotations
 
-import logging
 import math
 
 import numpy as np
@@ -21,42 +20,10 @@ from torch import nn
 from torch.nn import functional as F  # noqa: N812
 
 from flows.api import run_build
-from flows.build import main as build_main
 from flows.byo.pool import WidenAveragePoolInputs, check_pool_windows
 from flows.byo.quantize import check_plain_ops, fold_plain, quantize_plain
 from flows.errors import UsageError
-from flows.export import export_model, quantize_inputs, to_hw_layout, verify_qonnx
-from flows.modelstats import reference_logits
-
-
-@pytest.fixture()
-def cli(capsys, caplog, monkeypatch, tmp_path):
-    monkeypatch.chdir(tmp_path)
-    caplog.set_level(logging.INFO)
-
-    def run(*argv):
-        code = build_main([str(a) for a in argv])
-        return code, capsys.readouterr().err, caplog.text
-
-    return run
-
-
-def calibrated(model, batches=4):
-    gen = torch.Generator().manual_seed(1)
-    model.train()
-    with torch.no_grad():
-        for _ in range(batches):
-            model(torch.rand((32, 1, 28, 28), generator=gen))
-    return model.eval()
-
-
-def exported(model, tmp_path):
-    """The cleaned QONNX graph of a quantized network, checked against PyTorch on 6 images (exact)."""
-    images = torch.rand((6, 1, 28, 28), generator=torch.Generator().manual_seed(2))
-    xq = quantize_inputs(model, images.double())
-    wrapper = export_model(model, (1, 28, 28), tmp_path / "m.onnx")
-    check = verify_qonnx(wrapper, to_hw_layout(xq.numpy(), (1, 28, 28)), reference_logits(model, xq))
-    return wrapper, check
+from tests.byo_support import calibrated, exported
 
 
 def quantized(style="modules"):

@@ -27,7 +27,6 @@ from torch.nn import functional as F
 
 from flows.api import resolve_config, run_build
 from flows.boards import load_board
-from flows.build import main as build_main
 from flows.byo.adapt import adapt, relu6_top
 from flows.byo.quantize import fold_plain
 from flows.errors import UsageError
@@ -100,16 +99,6 @@ def foreign_cnn(quant, in_shape, num_classes, arch):
     return ForeignCNN(in_shape[0], num_classes, in_shape[1])
 
 
-@pytest.fixture()
-def cli(capsys, caplog, monkeypatch, tmp_path):
-    monkeypatch.chdir(tmp_path)
-    caplog.set_level(logging.INFO)
-
-    def run(*argv):
-        code = build_main([str(a) for a in argv])
-        return code, capsys.readouterr().err, caplog.text
-
-    return run
 
 
 # ------------------------------------------------------------------------------------------------------------

@@ -12,7 +12,6 @@ Entry points are `test_byo_structure:<function>` / `test_byo:<function>` (pytest
 from __future__ import annotations
 
 import copy
-import logging
 import re
 
 import pytest
@@ -22,7 +21,6 @@ from torch import nn
 from torch.nn import functional as F
 
 from flows.api import run_build
-from flows.build import main as build_main
 from flows.byo.channels import WIDTHS_KEY, PlainChannels, check_narrowing, groups_and_norms, infer_groups, narrow
 from flows.byo.quantize import fold_plain
 from flows.errors import UsageError
@@ -215,17 +213,6 @@ def test_pruned_network_computes_the_wide_one_with_the_removed_channels_zeroed(c
 # ------------------------------------------------------------------------------------------------------------
 
 
-@pytest.fixture()
-def cli(capsys, caplog, monkeypatch, tmp_path):
-    monkeypatch.chdir(tmp_path)
-    caplog.set_level(logging.INFO)
-
-    def run(*argv):
-        code = build_main([str(a) for a in argv])
-        captured = capsys.readouterr()
-        return code, captured.err, caplog.text
-
-    return run
 
 
 @pytest.mark.parametrize(
