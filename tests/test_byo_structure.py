@@ -16,7 +16,7 @@ import re
 
 import pytest
 import torch
-from test_byo import DIGITS, FAST, FireLike, Residual, assert_refused
+from test_byo import DIGITS, SMALL_BUILD, FireLike, Residual, assert_refused
 from torch import nn
 from torch.nn import functional as F
 
@@ -234,13 +234,7 @@ def test_structure_refused_before_training(cli, tmp_path, entry, words):
 # ------------------------------------------------------------------------------------------------------------
 
 STRUCTURED = {
-    "data.dataset": "digits",
-    "data.download": False,
-    "train.epochs": 4,
-    "train.qat_epochs": 1,
-    "train.lr": 0.005,
-    "csim.samples": 150,
-    "quant.weight_bits": 4,
+    **SMALL_BUILD,
     "structure.enabled": True,
     "structure.ratio": 0.5,
     "structure.epochs": 2,
@@ -249,7 +243,6 @@ STRUCTURED = {
     "compress.iterations": 1,
     "compress.retrain_epochs": 1,
     "compress.share_epochs": 1,
-    **FAST,
 }
 
 
