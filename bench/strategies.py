@@ -110,7 +110,7 @@ def render(results: dict, density: list[dict], quick: bool, budget: dict) -> str
             )
             drows.append(
                 [label, f"{100 * r['accuracy']:.2f}%", f"{r['LUT']:,.0f}", f"{r['BRAM36']:.1f}"]
-                + [f"{_share(r, budget) / _share(dense, budget):.2f}", "yes" if r["fits"] else "no"]
+                + [f"{_share(r, budget) / _share(dense, budget):.3f}", "yes" if r["fits"] else "no"]
                 + [f"{r['images_per_second']:,.0f}"]
             )
         md += table(["weights kept", "accuracy", "LUT", "BRAM36", "LUT+BRAM vs dense", "fits", "images/s"], drows)
