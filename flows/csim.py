@@ -41,6 +41,7 @@ from flows.atomic import atomic_write_text
 from flows.errors import ToolError
 from flows.export import execute_qonnx
 from flows.hls_names import onnx_names, onnx_output_for
+from flows.hls_writer import write_project
 
 log = logging.getLogger(__name__)
 
@@ -262,12 +263,19 @@ class LayerDivergence:
         )
 
 
-def diagnose(wrapper, hls_model, x_hw: np.ndarray, debug_dir: Path) -> LayerDivergence | None:
+def diagnose(
+    wrapper, hls_model, x_hw: np.ndarray, debug_dir: Path, pipeline_axi: bool = True
+) -> LayerDivergence | None:
     """Trace every hls4ml layer on a few inputs and find the first that disagrees with QONNX.
 
-    `hls_model` must have been converted with tracing on (`flows.convert.convert(..., trace=True)`).
+    `hls_model` must have been converted with tracing on (`flows.convert.convert(..., trace=True)`). It is
+    written by the project's writer, as every build is (`flows.hls_writer.write_project`), also when
+    hls4ml's `trace` recompiles: hls4ml's own writer flow would re-apply `vivado:optimize`, which a design
+    with distributed arithmetic replaced by the project's copy (its Flatten then gets an unconverted
+    in-place variable and the writer fails).
     """
     hls_model.config.config["OutputDir"] = str(debug_dir)
+    hls_model.write = lambda: write_project(hls_model, pipeline_axi)  # what hls_model.compile() calls
     with redirect_stdout(StringIO()):
         hls_model.write()
         _, trace = hls_model.trace(np.ascontiguousarray(x_hw.astype(np.float64)))

@@ -112,9 +112,6 @@ def test_wrong_precision_fails_and_names_the_layer(fire_stream_build, tmp_path):
     src, _ = fire_stream_build
     out = copy_build(src, tmp_path / "broken")
     overrides = {**SMALL, "out_dir": str(out), "hls.layer_precision": {"Relu_1": "ufixed<3,1>"}}
-    # the design without DA: hls4ml's traced re-conversion of a DA dense layer after an in-place Flatten fails
-    # ('InplaceTensorVariable' has no definition_cpp), so a DA design's failure is reported without the layer
-    overrides["hls.da"] = "off"
     with pytest.raises(VerificationError) as err:
         run_build("lenet5_fire", "pynq-z2", overrides)
     message = str(err.value)

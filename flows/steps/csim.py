@@ -75,7 +75,7 @@ def _diagnose(ctx: BuildContext, x_hw: np.ndarray) -> dict:
         hls_model, _ = convert(
             wrapper, ctx.tmp, hls, ctx.cfg.quant, ctx.board, write=False, trace=True, layer_settings=layer_settings
         )
-        found = diagnose(wrapper, hls_model, x_hw, ctx.path(CSIM_DIR) / "debug")
+        found = diagnose(wrapper, hls_model, x_hw, ctx.path(CSIM_DIR) / "debug", ctx.cfg.hls.pipeline_axi)
     except Exception as exc:  # the diagnosis must not hide the mismatch itself
         log.warning("layer-by-layer diagnosis failed: %s", exc)
         return {"message": f"layer-by-layer diagnosis failed ({exc})"}
