@@ -1,19 +1,34 @@
 """Compression chosen for an accuracy budget (issue 14, item 2): the sensitivity analysis, the candidate
-ladder, the search step's choices reaching the later steps, and the final budget check on the
-validation split (the full build on digits is `-m slow`)."""
+ladder, candidates costed with the kernels the build uses (sparse, DA), the search step's choices
+reaching the later steps, and the final budget check on the validation split (the full build on digits
+is `-m slow`)."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 import torch
 from torch import nn
 
-from flows.api import run_build
+from flows.api import resolve_config, run_build
+from flows.boards import load_board
 from flows.build import main as build_main
+from flows.context import BuildContext
 from flows.errors import UsageError
-from flows.search import candidate_for, candidates, config_overrides, fake_quant, keep_top, layer_sensitivity
+from flows.prune import prunable_layers
+from flows.reporting.search import search_markdown
+from flows.search import (
+    Candidate,
+    candidate_for,
+    candidates,
+    config_overrides,
+    fake_quant,
+    keep_top,
+    layer_sensitivity,
+)
+from flows.steps.search import hardware_cost
 
 # digits, a network nobody tuned for it, a small search space (the defaults are for MNIST-size runs)
 SEARCH = {
@@ -140,3 +155,38 @@ def test_budget_is_kept_on_the_validation_split_of_digits(tmp_path):
     assert "plots/sensitivity.png" in report["plots"] and (out / "plots" / "sensitivity.png").exists()
     assert "## Compression chosen for the accuracy budget" in (out / "report.md").read_text()
     assert report["csim"]["bit_exact_fraction"] == 1.0
+
+
+def test_candidates_are_costed_with_the_sparse_kernel_like_the_build(tmp_path):
+    """A pruned MLP candidate: the search's cost uses the sparse kernel the convert step would pick
+    (flows/kernelfit.py), and is smaller than the same candidate costed with hls.sparse=off."""
+    over = {"data.dataset": "digits", "hls.da": "off", "hls.rtl": "off", "dataflow.enabled": False}
+    cfg = resolve_config("lenet300_100", "pynq-z2", {**over, "out_dir": str(tmp_path)})
+    ctx = BuildContext(cfg=cfg, board=load_board("pynq-z2"), out=tmp_path)
+    ctx.tmp = tmp_path / "tmp"
+    ctx.tmp.mkdir()
+    torch.manual_seed(0)
+    model = ctx.new_model(quantized=False).eval()  # untrained: the cost depends on the weights' sparsity only
+    names = [name for name, _, _ in prunable_layers(model)]
+    cand = Candidate(1.0, {name: 0.08 for name in names}, 4, 4, 8, 0.0)
+    costed = hardware_cost(ctx, model, cand, 0)
+    kernels = costed["kernels"]
+    assert set(kernels) == {"Dense_MatMul_0", "Dense_MatMul_1", "Dense_MatMul_2"}, kernels
+    assert kernels["Dense_MatMul_0"] == "sparse" and kernels["Dense_MatMul_1"] == "sparse", kernels
+    ctx.cfg = replace(cfg, hls=replace(cfg.hls, sparse="off"))
+    dense = hardware_cost(ctx, model, cand, 1)
+    assert "sparse" not in dense["kernels"].values()
+    assert costed["LUT"] < dense["LUT"], (costed["LUT"], dense["LUT"])
+    # report.md's candidate table counts each kernel
+    row = {"tolerance_pp": 1.0, "conv_bits": 4, "fc_bits": 4, "act_bits": 8, "structure_ratio": 0.0,
+           "predicted_drop_pp": None}
+    sec = {"final": {"checked": False}, "chosen": row, "budget_pp": 1.0, "hardware_estimate": costed,
+           "objective": "lut", "predicted_drop_pp": 0.5, "predicted_within_budget": True, "act_bits_drop_pp": None,
+           "structure_ratio_drop_pp": None, "layers": [],
+           "candidates": [{**row, "hardware": costed}, {**row, "hardware": dense}]}
+    table = search_markdown(sec)
+    assert f"| {_count(kernels)} |" in table and "| kernels (layers) |" in table
+
+
+def _count(kernels: dict) -> str:
+    return ", ".join(f"{k} {list(kernels.values()).count(k)}" for k in sorted(set(kernels.values())))

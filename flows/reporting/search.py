@@ -155,16 +155,24 @@ def search_markdown(sec: dict) -> str:
             f"| {row['weight_bits']} | {_pp(row['bits_drop_pp'])} |"
         )
     lines += ["", "| candidate tolerance (pp) | weights kept | weight bits conv/fc | act bits | structure | LUT "
-              "| images/s | fits | predicted drop (pp) |", "|---|---|---|---|---|---|---|---|---|"]
+              "| images/s | fits | kernels (layers) | predicted drop (pp) |", "|---" * 10 + "|"]
     for cand in sec["candidates"]:
         hw = cand["hardware"]
         lines.append(
             f"| {cand['tolerance_pp']:.2f} | {hw.get('weights_kept', 1):.3f} | {cand['conv_bits']}/{cand['fc_bits']} "
             f"| {cand['act_bits']} "
             f"| {cand['structure_ratio']:g} | {hw.get('LUT', 0):.0f} | {hw.get('images_per_second') or 0:.0f} "
-            f"| {hw.get('fits')} | {_pp(cand['predicted_drop_pp'])} |"
+            f"| {hw.get('fits')} | {_kernels(hw)} | {_pp(cand['predicted_drop_pp'])} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def _kernels(hw: dict) -> str:
+    """'da 7, sparse 1': how many multiplying layers of the costed design use each kernel."""
+    counts: dict[str, int] = {}
+    for kernel in (hw.get("kernels") or {}).values():
+        counts[kernel] = counts.get(kernel, 0) + 1
+    return ", ".join(f"{k} {n}" for k, n in sorted(counts.items())) or "-"
 
 
 def _pp(value) -> str:

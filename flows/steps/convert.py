@@ -1,5 +1,6 @@
 """Step `convert`: the hls4ml project for the board (`hls4ml_prj/`), sized by the estimator's fit
-search (flows/hardware.py), then compiled with g++ into the C-simulation library the csim step runs.
+search over design variants with the sparse and DA kernels (flows/kernelfit.py), then compiled with g++
+into the C-simulation library the csim step runs.
 io_stream FIFO depths come from the concurrent dataflow simulation compiled beside the project
 (flows/dataflow/, `dataflow` config: the smallest passing depths plus a margin) before the estimate.
 Distributed-arithmetic layers are also synthesized with yosys when it is on PATH (`hls4ml_prj/da_rtl/`,
@@ -21,16 +22,9 @@ from flows.convert import PROJECT_DIR, convert, layer_table, resolve_settings
 from flows.csim import compile_project
 from flows.da.rtl import synthesize_da_layers
 from flows.dataflow import prepare_dataflow
-from flows.hardware import (
-    da_candidates,
-    estimate_model,
-    estimate_sections,
-    fit_design,
-    sparse_candidates,
-)
+from flows.hardware import estimate_model, estimate_sections
+from flows.kernelfit import fit_with_board_kernels
 from flows.results import ConvertResult
-from flows.sparse.pace import dense_shapes
-from flows.variants import fit_with_kernels
 
 log = logging.getLogger(__name__)
 
@@ -45,36 +39,7 @@ def run(ctx: BuildContext) -> ConvertResult:
         hls = replace(cfg.hls, io_type=io_type)
         return convert(wrapper, ctx.out, hls, cfg.quant, board, write=False, layer_settings=layer_settings)[0]
 
-    target_ii = None
-    if cfg.hls.target_images_per_second:
-        target_ii = max(1, int(1e9 / (cfg.hls.target_images_per_second * settings.clock_period_ns)))
-    pinned = (*cfg.hls.layer_reuse, *cfg.hls.layer_strategy)
-
-    def fit(fn):
-        return fit_design(
-            fn,
-            board,
-            settings.clock_period_ns,
-            cfg.hls.io_type,
-            pipelined,
-            cfg.hls.fit,
-            objective=cfg.hls.objective,
-            target_ii=target_ii,
-            pinned=pinned,
-        )
-
-    base = convert_fn(cfg.hls.io_type, {})
-    sparse = sparse_candidates(base, cfg.hls.sparse_max_density, pinned) if cfg.hls.sparse == "auto" else {}
-    da = da_candidates(base, cfg.hls.da_max_nonzero, pinned, exclude=sparse) if cfg.hls.da == "auto" else {}
-    outcome = fit_with_kernels(
-        lambda extra: fit(lambda io_type, layer_settings: convert_fn(io_type, {**extra, **layer_settings})),
-        sparse,
-        da,
-        board,
-        cfg.hls.objective,
-        dense_shapes(base),
-        target_ii,
-    )
+    outcome = fit_with_board_kernels(convert_fn, cfg.hls, board, settings.clock_period_ns, pipelined)
     hls = replace(cfg.hls, io_type=outcome.io_type)
     hls_model, _ = convert(wrapper, ctx.out, hls, cfg.quant, board, layer_settings=outcome.layer_settings)
     dataflow = {}

@@ -5,7 +5,8 @@ accuracy budget (flows/search.py) and hand the choices to the later steps -> `se
    weight bits; activation bits (a Brevitas model with 8-bit weights); structured-pruning ratios (after
    `search.finetune_epochs` of fine-tuning: channel pruning without it looks fatal at any ratio).
 2. A ladder of candidates (each knob at its most aggressive value within a tolerance), each costed by the
-   hardware estimator (export, hls4ml conversion, fit to the board; not compiled).
+   hardware estimator (export, hls4ml conversion, fit to the board with the sparse and DA kernels as the
+   convert step does, flows/kernelfit.py; not compiled).
 3. Cheapest first, a candidate is pruned, rounded and fine-tuned briefly; the first whose predicted
    drop (validation, plus the activation bits' own drop) is within the budget is chosen.
 `apply` puts the choices into the config the later steps read (their cache keys follow).
@@ -25,7 +26,8 @@ from flows.context import FLOAT_CKPT, BuildContext
 from flows.convert import convert, resolve_settings
 from flows.errors import UsageError
 from flows.export import export_model, model_input_shape
-from flows.hardware import estimate_sections, fit_design
+from flows.hardware import estimate_sections
+from flows.kernelfit import fit_with_board_kernels, kernel_of
 from flows.prune import prunable_layers
 from flows.results import SearchResult
 from flows.search import (
@@ -161,7 +163,8 @@ def finetuned(ctx: BuildContext, model, ratio: float):
 
 
 def hardware_cost(ctx: BuildContext, float_model, cand: Candidate, index: int) -> dict:
-    """The estimator's figures of the candidate's fitted design (exported and converted, not compiled)."""
+    """The estimator's figures of the candidate's fitted design (exported and converted, not compiled), with
+    the kernel each multiplying layer got (`kernels`: "sparse", "da", "latency" or "resource")."""
     cfg, board = ctx.cfg, ctx.board
     small, arch = shrunk(ctx, copy.deepcopy(float_model), cand.structure_ratio)
     with torch.no_grad():
@@ -184,8 +187,7 @@ def hardware_cost(ctx: BuildContext, float_model, cand: Candidate, index: int) -
         hls = replace(cfg.hls, io_type=io_type)
         return convert(wrapper, ctx.tmp, hls, quant, board, write=False, layer_settings=layer_settings)[0]
 
-    clock = settings.clock_period_ns
-    outcome = fit_design(convert_fn, board, clock, cfg.hls.io_type, pipelined, cfg.hls.fit, objective=cfg.hls.objective)
+    outcome = fit_with_board_kernels(convert_fn, cfg.hls, board, settings.clock_period_ns, pipelined)
     resources, latency = estimate_sections(outcome.estimate, board)
     return {
         "source": "estimate",
@@ -196,6 +198,7 @@ def hardware_cost(ctx: BuildContext, float_model, cand: Candidate, index: int) -
         "images_per_second": latency["images_per_second"],
         "fits": bool(outcome.fits),
         "io_type": outcome.io_type,
+        "kernels": kernel_of(outcome),
     }
 
 
