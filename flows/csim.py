@@ -42,6 +42,7 @@ from flows.errors import ToolError
 from flows.export import execute_qonnx
 from flows.hls_names import onnx_names, onnx_output_for
 from flows.hls_writer import write_project
+from flows.sparse.layout import OUTPUT_ORDER_ATTR
 
 log = logging.getLogger(__name__)
 
@@ -294,6 +295,9 @@ def diagnose(
             continue
         node_name, tensor, module = match
         got = np.asarray(trace[layer.name], dtype=np.float64).reshape(len(x_hw), -1)
+        order = layer.get_attr(OUTPUT_ORDER_ATTR)  # a balanced sparse layer emits its outputs permuted
+        if order is not None and got.shape[1] == len(order):
+            got = got[:, np.argsort(order)]
         ref = np.stack([np.asarray(c[tensor], dtype=np.float64).reshape(-1) for c in contexts])
         if got.shape != ref.shape:
             continue

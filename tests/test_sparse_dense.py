@@ -37,7 +37,7 @@ from flows.export import export_model, quantize_inputs, to_hw_layout
 from flows.hls_passes import MIN_DEPTH_ATTR
 from flows.hls_writer import write_project
 from flows.sparse.extension import FALLBACK_ATTR, KERNEL, LAYER_CLASS, with_sparse_dense
-from flows.sparse.layout import build_layout, choose_pes, walk
+from flows.sparse.layout import OUTPUT_ORDER_ATTR, WALK_RESERVE, build_layout, choose_pes, walk
 from flows.sparse.pace import paced_settings
 from models.quant import QuantSpec, quant_conv, quant_input, quant_linear, quant_relu
 
@@ -202,12 +202,19 @@ def test_the_project_calls_the_sparse_kernel(builds):
 
 
 def test_layer_settings_choose_the_pes(mlp, builds):
-    """No setting: the PE count keeps pace with the input (SparseCycles = n_in); SparsePEs is taken as given."""
+    """No setting: the PE count keeps pace with the input, the rows each PE settles included (n_in clocks);
+    the first layer feeds a Dense, so its rows are balanced and the Dense's weight rows follow; SparsePEs
+    is taken as given."""
     model, *_ = builds
     first = next(layer for layer in model.get_layers() if layer.name == "Dense_MatMul_0")
     weight = _quantized_weights(mlp[0])[0]
-    assert first.get_attr("n_pe") == choose_pes(weight, weight.shape[0]).n_pe
-    assert first.get_attr("n_steps") <= weight.shape[0]
+    layout = choose_pes(weight, weight.shape[0], balance=True, reserve_rows=True)
+    assert first.get_attr("n_pe") == layout.n_pe
+    assert first.get_attr("n_steps") + first.get_attr("n_rows") + WALK_RESERVE <= weight.shape[0]
+    assert first.get_attr(OUTPUT_ORDER_ATTR) == [int(i) for i in layout.order] != list(range(32))
+    assert first.get_attr(OUTPUT_ORDER_ATTR) is not None
+    last = next(layer for layer in model.get_layers() if layer.name == "Dense_MatMul_1")
+    assert last.get_attr(OUTPUT_ORDER_ATTR) is None  # the model's output keeps its order
 
 
 def test_estimate_reads_the_converted_layer(mlp, builds):
@@ -215,7 +222,7 @@ def test_estimate_reads_the_converted_layer(mlp, builds):
     layer = next(layer for layer in model.get_layers() if layer.name == "Dense_MatMul_0")
     spec = spec_from_hls_layer(layer)
     weight = _quantized_weights(mlp[0])[0]
-    layout = choose_pes(weight, weight.shape[0])
+    layout = choose_pes(weight, weight.shape[0], balance=True, reserve_rows=True)
     # the flat graph input arrives one element per word (flows.sparse.streams)
     assert spec.in_pack == 1
     want = spec_from_layout(spec.name, layout, 8, 5, spec.accum_bits, 8, 32, in_pack=1, out_pack=spec.out_pack)
@@ -299,6 +306,24 @@ def test_pes_follow_the_rate():
         assert layout.n_pe == 1 or build_layout(w, layout.n_pe - 1, max_steps=budget).n_steps > budget
         pes.append(layout.n_pe)
     assert pes == sorted(pes) and pes[-1] > pes[0]
+
+
+def test_balanced_rows_need_fewer_pes_and_stay_exact():
+    """Rows of very different lengths (every tenth row dense, as LeNet's hidden units differ): dealt longest
+    first, the longest PE is close to the average, so fewer PEs keep the rate; the walk is still x @ W + b
+    in the outputs' own order, and with P not dividing n_out the padding slots stay at the end."""
+    rng = np.random.default_rng(3)
+    heavy = np.arange(100) % 10 == 0
+    w = _weights(rng, 300, 100, 1.0) * (rng.random((300, 100)) < np.where(heavy, 0.5, 0.03))
+    x = rng.integers(0, 256, (8, 300)) / 256.0
+    b = rng.integers(-1000, 1000, 100) * 2.0**-15
+    plain, balanced = choose_pes(w, 300), choose_pes(w, 300, balance=True)
+    assert balanced.n_pe < plain.n_pe and balanced.n_steps <= 300
+    assert np.array_equal(walk(balanced, x, b), x @ w + b)
+    assert sorted(balanced.order.tolist()) == list(range(100)) and balanced.out_order
+    odd = build_layout(w, 7, balance=True)  # 15 slots per PE, the last 5 slots padding
+    assert sorted(odd.order.tolist()) == list(range(100)) and np.array_equal(walk(odd, x, b), x @ w + b)
+    assert max(odd.pe_lengths) < max(build_layout(w, 7).pe_lengths)
 
 
 def test_cost_follows_compression():

@@ -7,7 +7,14 @@ ReLU fusion, which it keeps: ``fused_activation`` and the ReLU's output type car
 `flows.sparse.layout`, and a call to ``nnet::sparse_dense`` (``nnet_sparse_dense.h``, copied into
 the project). Optional per-layer keys: ``SparsePEs`` (processing elements), else ``SparseCycles``
 (the walk's cycle budget per image: the PE count follows from it, `choose_pes`; default ``n_in``,
-one input element per clock, the pace of the input stream), and ``SparseIndexBits``.
+one input element per clock, the pace of the input stream; then the PEs keep that pace including the
+rows they settle), ``SparseIndexBits``, and ``SparseBalance`` (default true).
+
+**Balanced rows**: when the layer's output feeds one hls4ml Dense and nothing else (LeNet-300-100's
+hidden layers), its rows are dealt to the PEs by length (`flows.sparse.layout.balanced_order`): fewer
+PEs keep the pace. The kernel then emits its outputs in slot order, and the pass permutes the
+consumer's weight rows to match (an exact rewrite: the same products, summed by the consumer); the
+node records the order in ``output_order`` (the C-simulation diagnosis reads it).
 
 Then `flows.sparse.streams` narrows the stream words into and out of the new nodes (one input element
 per word from a flat graph input, a few results per word between sparse layers).
@@ -39,13 +46,21 @@ from hls4ml.model.types import IntegerPrecisionType
 
 from flows.errors import FlowError, ToolError, UsageError
 from flows.hls_passes import EXACT_ATTR
-from flows.sparse.layout import LAYER_CLASS, MIN_INPUTS, PES_PER_COPY, SparseLayout, build_layout, choose_pes
+from flows.sparse.layout import (
+    LAYER_CLASS,
+    MIN_INPUTS,
+    OUTPUT_ORDER_ATTR,
+    PES_PER_COPY,
+    SparseLayout,
+    build_layout,
+    choose_pes,
+)
 from flows.sparse.streams import STREAMS_PASS, NarrowSparseStreams
 
 log = logging.getLogger(__name__)
 
 STRATEGY = "sparse"  # the per-layer hls4ml config value that selects the kernel
-PES_KEY, CYCLES_KEY, INDEX_BITS_KEY = "SparsePEs", "SparseCycles", "SparseIndexBits"
+PES_KEY, CYCLES_KEY, INDEX_BITS_KEY, BALANCE_KEY = "SparsePEs", "SparseCycles", "SparseIndexBits", "SparseBalance"
 FALLBACK_ATTR = "sparse_fallback"  # set on a Dense the kernel could not take: why
 SPARSE_PASS = "fireflow:sparse_dense"
 SPARSE_FLOW = "fireflow:sparse_kernels"
@@ -166,13 +181,31 @@ def _int_setting(node, key: str) -> int | None:
     return value
 
 
-def _layout_for(node) -> SparseLayout:
+def permutable_consumer(model, node):
+    """The hls4ml Dense that alone reads `node`'s output and can take it permuted (its weight rows are
+    reordered to match), or None: the output is the model's, feeds another kind of layer or several, or
+    the layer sets ``SparseBalance`` false."""
+    balance = node.model.config.get_layer_config_value(node, BALANCE_KEY, True)
+    if not isinstance(balance, bool):
+        raise UsageError(f"layer {node.name}: {BALANCE_KEY} must be true or false, not {balance!r}")
+    out = node.outputs[0]
+    readers = [n for n in model.get_layers() if out in n.inputs]
+    if not balance or out in model.outputs or len(readers) != 1 or len(node.outputs) != 1:
+        return None
+    reader = readers[0]
+    ok = reader.class_name == "Dense" and reader.get_attr("strategy") == "latency" and reader.inputs == [out]
+    return reader if ok else None
+
+
+def _layout_for(node, balance: bool) -> SparseLayout:
     weight = np.asarray(node.weights["weight"].data, dtype=np.float64)
     index_bits, pes, cycles = (_int_setting(node, key) for key in (INDEX_BITS_KEY, PES_KEY, CYCLES_KEY))
     try:
         if pes is not None:
-            return build_layout(weight, pes, index_bits)
-        return choose_pes(weight, cycles if cycles is not None else weight.shape[0], index_bits)
+            return build_layout(weight, pes, index_bits, balance=balance)
+        if cycles is not None:
+            return choose_pes(weight, cycles, index_bits, balance)
+        return choose_pes(weight, weight.shape[0], index_bits, balance, reserve_rows=True)
     except UsageError as exc:
         raise UsageError(f"layer {node.name}: {exc}") from exc
 
@@ -193,13 +226,17 @@ class ReplaceDenseWithSparse(OptimizerPass):
             log.warning("%s stays hls4ml's Dense (latency strategy): %s", node.name, reason)
             node.set_attr(FALLBACK_ATTR, reason)
             return False
-        layout = _layout_for(node)  # a bad SparsePEs/SparseCycles/SparseIndexBits raises UsageError
+        consumer = permutable_consumer(model, node)
+        layout = _layout_for(node, consumer is not None)  # a bad setting raises UsageError
         attrs = {k: v for k, v in node.attributes.items() if k not in DROPPED}
         attrs.update(layout.sizes(), strategy=STRATEGY, n_copies=layout.n_copies, n_fillers=layout.n_fillers)
+        if layout.out_order:  # outputs leave in slot order: the consumer's weight rows follow
+            consumer.weights["weight"].data = np.asarray(consumer.weights["weight"].data)[layout.order]
+            attrs[OUTPUT_ORDER_ATTR] = [int(i) for i in layout.order]
         new = model.make_node(LAYER_CLASS, node.name, attrs, list(node.inputs), list(node.outputs), initialize=False)
         weight, bias = node.weights["weight"], node.weights["bias"]
         padded = np.zeros(layout.n_rows * layout.n_pe)
-        padded[: layout.n_out] = np.asarray(bias.data, dtype=np.float64).ravel()
+        padded[: layout.n_out] = np.asarray(bias.data, dtype=np.float64).ravel()[layout.order]
         new.add_weights_variable(
             name="codebook",
             var_name="cb{index}",
@@ -221,7 +258,7 @@ class ReplaceDenseWithSparse(OptimizerPass):
         model.replace_node(node, new)
         register_header()
         log.info(
-            "%s: sparse kernel, %d PEs x %d steps (%d nonzeros, %d fillers, %d-bit codes, %d-bit indices)",
+            "%s: sparse kernel, %d PEs x %d steps (%d nonzeros, %d fillers, %d-bit codes, %d-bit indices)%s",
             node.name,
             layout.n_pe,
             layout.n_steps,
@@ -229,6 +266,7 @@ class ReplaceDenseWithSparse(OptimizerPass):
             layout.n_fillers,
             layout.code_bits,
             layout.index_bits,
+            f", rows balanced, {consumer.name}'s weight rows reordered to match" if layout.out_order else "",
         )
         return True
 

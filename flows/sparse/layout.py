@@ -19,6 +19,13 @@ keeps every advance within one row change. `walk` is that walk in numpy (the C++
 
 `choose_pes` picks P for a cycle budget per image: ``P = ceil(nnz / budget)`` (the rate formula),
 raised while the longest PE (imbalance, fillers) still needs more than ``budget`` steps.
+
+**Balanced rows** (``balance=True``; EIE's load balancing): the PEs' rows need not be ``p, p + P, ...``.
+Rows are dealt out longest first, each to the least loaded PE with room (`balanced_order`), so the
+longest PE, which sets the steps, is close to the average and fewer PEs keep the pace. The kernel still
+writes its results slot by slot (slot ``r * P + p``: PE ``p``'s ``r``-th row), so its output vector is
+permuted: slot ``q`` holds output ``out_order[q]``. Only a layer whose consumer reorders its own weight
+rows to match can take that (the pass does so for a Dense consumer, `flows.sparse.extension`).
 """
 
 from __future__ import annotations
@@ -39,6 +46,8 @@ MIN_INPUTS = 2  # one index bit needs 2^1 <= n_in
 PES_PER_COPY = 2  # two PEs read one dual-port copy of the input buffer
 # the walk's sizes (`SparseLayout.sizes`): attributes of the hls4ml layer, fields of the estimate's spec
 SIZE_NAMES = ("n_in", "n_out", "n_pe", "n_rows", "n_steps", "n_codes", "code_bits", "index_bits", "nnz")
+WALK_RESERVE = 6  # clocks of a compute beyond its walk and rows: pipeline depth, a result word, loop entries
+OUTPUT_ORDER_ATTR = "output_order"  # a SparseDense node's out_order when it is not the identity
 
 
 @dataclass(frozen=True)
@@ -57,6 +66,12 @@ class SparseLayout:
     nnz: int
     n_fillers: int
     pe_lengths: tuple[int, ...]  # entries of each PE before padding
+    out_order: tuple[int, ...] = ()  # slot q holds output out_order[q]; () = the identity (rows p, p + P, ...)
+
+    @property
+    def order(self) -> np.ndarray:
+        """The output each result slot holds (the identity unless the rows were balanced)."""
+        return np.asarray(self.out_order, dtype=np.int64) if self.out_order else np.arange(self.n_out)
 
     @property
     def entry_bits(self) -> int:
@@ -105,10 +120,37 @@ def _pe_entries(codes: np.ndarray, n_pe: int, n_rows: int, index_bits: int) -> l
     return out
 
 
+def balanced_order(codes: np.ndarray, n_pe: int, index_bits: int) -> np.ndarray:
+    """Output rows in slot order (slot ``r * P + p``) after dealing the rows to the PEs longest first.
+
+    A row's length is its entry count in relative-index form (fillers included); each row goes to the
+    PE with the least load that still has room: ``n_rows`` slots, one fewer for the PEs whose last slot
+    lies past ``n_out`` (the padding slots stay at the end, as the kernel expects). Deterministic."""
+    n_out = codes.shape[0]
+    n_rows = math.ceil(n_out / n_pe)
+    room = np.array([n_rows if (n_rows - 1) * n_pe + p < n_out else n_rows - 1 for p in range(n_pe)])
+    lengths = [len(to_relative(codes[r], index_bits)[0]) for r in range(n_out)]
+    load = np.zeros(n_pe, dtype=np.int64)
+    rows: list[list[int]] = [[] for _ in range(n_pe)]
+    for r in sorted(range(n_out), key=lambda i: (-lengths[i], i)):
+        p = min((q for q in range(n_pe) if len(rows[q]) < room[q]), key=lambda q: (load[q], q))
+        rows[p].append(r)
+        load[p] += lengths[r]
+    order = np.full(n_rows * n_pe, -1, dtype=np.int64)
+    for p, mine in enumerate(rows):
+        for slot, r in enumerate(sorted(mine)):
+            order[slot * n_pe + p] = r
+    return order[:n_out]
+
+
 def build_layout(
-    weight: np.ndarray, n_pe: int, index_bits: int | None = None, max_steps: int | None = None
+    weight: np.ndarray,
+    n_pe: int,
+    index_bits: int | None = None,
+    max_steps: int | None = None,
+    balance: bool = False,
 ) -> SparseLayout:
-    """The layout of a ``n_in x n_out`` weight for `n_pe` PEs.
+    """The layout of a ``n_in x n_out`` weight for `n_pe` PEs (rows ``p, p + P, ...``, or `balance`d).
 
     `index_bits` None picks the width with the fewest ROM bits among those whose walk fits `max_steps`
     (any width when none fits or no limit is given: then the fewest bits, ties to the fewest steps)."""
@@ -131,12 +173,13 @@ def build_layout(
     candidates = [index_bits] if index_bits is not None else list(range(1, widest + 1))
     best = None
     for bits in candidates:
-        per_pe = _pe_entries(codes, n_pe, n_rows, bits)
+        order = balanced_order(codes, n_pe, bits) if balance and n_pe > 1 else np.arange(n_out)
+        per_pe = _pe_entries(codes[order], n_pe, n_rows, bits)
         steps = max(1, max(len(e) for e in per_pe))
         key = (max_steps is not None and steps > max_steps, steps * n_pe * (code_bits + bits), steps)
         if best is None or key < best[0]:
-            best = (key, bits, steps, per_pe)
-    _, bits, steps, per_pe = best
+            best = (key, bits, steps, per_pe, order)
+    _, bits, steps, per_pe, order = best
     entries = np.zeros((steps, n_pe), dtype=np.int64)  # padding: code 0, gap 0
     for p, e in enumerate(per_pe):
         entries[: len(e), p] = e
@@ -155,44 +198,67 @@ def build_layout(
         nnz=nnz,
         n_fillers=sum(lengths) - nnz,
         pe_lengths=lengths,
+        out_order=() if np.array_equal(order, np.arange(n_out)) else tuple(int(i) for i in order),
     )
 
 
-def choose_pes(weight: np.ndarray, cycles_per_image: int, index_bits: int | None = None) -> SparseLayout:
-    """The layout with the fewest PEs whose walk fits `cycles_per_image` steps.
+def choose_pes(
+    weight: np.ndarray,
+    cycles_per_image: int,
+    index_bits: int | None = None,
+    balance: bool = False,
+    reserve_rows: bool = False,
+) -> SparseLayout:
+    """The layout with the fewest PEs whose walk fits `cycles_per_image` steps (rows `balance`d or not).
 
-    Starts at ``P = ceil(nnz / cycles_per_image)`` and adds PEs while the longest PE needs more steps
-    (uneven rows, fillers); stops at one PE per output (then the budget may be out of reach: logged)."""
+    With `reserve_rows` the budget is the whole compute: the walk plus the rows each PE settles after it
+    and `WALK_RESERVE` (pipeline, a result word, loop entries), so the kernel keeps the pace of an input
+    that takes `cycles_per_image` clocks. Starts at ``P = ceil(nnz / budget)`` and adds PEs while the
+    longest PE needs more steps (uneven rows, fillers); stops at one PE per output (then the budget may
+    be out of reach: logged)."""
     if cycles_per_image < 1:
         raise UsageError(f"SparseCycles (cycles per image) must be at least 1, not {cycles_per_image}")
     weight = np.asarray(weight, dtype=np.float64)
     n_out = weight.shape[-1]
     nnz = int(np.count_nonzero(weight))
+
+    def limit(n_pe: int) -> int:
+        return max(1, cycles_per_image - (math.ceil(n_out / n_pe) + WALK_RESERVE if reserve_rows else 0))
+
+    def fits(layout: SparseLayout) -> bool:
+        return layout.n_steps <= limit(layout.n_pe)
+
+    def build(n_pe: int) -> SparseLayout:
+        return build_layout(weight, n_pe, index_bits, limit(n_pe), balance)
+
     n_pe = min(n_out, max(1, math.ceil(nnz / cycles_per_image)))
-    layout = build_layout(weight, n_pe, index_bits, cycles_per_image)
-    while layout.n_steps > cycles_per_image and n_pe < n_out:
+    layout = build(n_pe)
+    while not fits(layout) and n_pe < n_out:
         # the steps shrink about as 1/P: jump close to the answer, then step by one
-        n_pe = min(n_out, max(n_pe + 1, math.ceil(n_pe * layout.n_steps / cycles_per_image) - 1))
-        layout = build_layout(weight, n_pe, index_bits, cycles_per_image)
-    while n_pe > 1 and layout.n_steps <= cycles_per_image:
-        smaller = build_layout(weight, n_pe - 1, index_bits, cycles_per_image)
-        if smaller.n_steps > cycles_per_image:
+        n_pe = min(n_out, max(n_pe + 1, math.ceil(n_pe * layout.n_steps / limit(n_pe)) - 1))
+        layout = build(n_pe)
+    while n_pe > 1 and fits(layout):
+        smaller = build(n_pe - 1)
+        if not fits(smaller):
             break
         n_pe, layout = n_pe - 1, smaller
-    if layout.n_steps > cycles_per_image:
+    if not fits(layout):
         log.warning(
-            "sparse dense: %d steps per image even with one PE per output (budget %d)", layout.n_steps, cycles_per_image
+            "sparse dense: %d steps per image even with one PE per output (budget %d)", layout.n_steps, limit(n_pe)
         )
     return layout
 
 
 def walk(layout: SparseLayout, x: np.ndarray, bias: np.ndarray | None = None) -> np.ndarray:
-    """``x @ W + bias`` computed the way the kernel's PEs walk their entries (float64; exact for fixed point).
+    """``x @ W + bias`` computed the way the kernel's PEs walk their entries (float64; exact for fixed point),
+    in the outputs' own order (the kernel writes slot order: ``walk(...)[:, layout.order]``).
 
     `x` is (n_in,) or (N, n_in). Checks the walk's invariants: one row change per step, rows in range."""
     x = np.atleast_2d(np.asarray(x, dtype=np.float64))
     P, S, n_in = layout.n_pe, layout.n_rows, layout.n_in
-    b = np.zeros(S * P) if bias is None else np.pad(np.asarray(bias, dtype=np.float64), (0, S * P - layout.n_out))
+    b = np.zeros(S * P)
+    if bias is not None:
+        b[: layout.n_out] = np.asarray(bias, dtype=np.float64)[layout.order]
     out = np.tile(b, (len(x), 1))
     mask = (1 << layout.index_bits) - 1
     entries = layout.entries.reshape(layout.n_steps, P)
@@ -216,4 +282,6 @@ def walk(layout: SparseLayout, x: np.ndarray, bias: np.ndarray | None = None) ->
         if row >= S:
             raise AssertionError(f"PE {p} walked past its {S} rows")
         out[:, row * P + p] = acc
-    return out[:, : layout.n_out]
+    result = np.empty((len(x), layout.n_out))
+    result[:, layout.order] = out[:, : layout.n_out]
+    return result
