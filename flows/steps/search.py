@@ -7,8 +7,9 @@ accuracy budget (flows/search.py) and hand the choices to the later steps -> `se
 2. A ladder of candidates (each knob at its most aggressive value within a tolerance), each costed by the
    hardware estimator (export, hls4ml conversion, fit to the board with the sparse and DA kernels as the
    convert step does, flows/kernelfit.py; not compiled).
-3. Cheapest first, a candidate is pruned, rounded and fine-tuned briefly; the first whose predicted
-   drop (validation, plus the activation bits' own drop) is within the budget is chosen.
+3. Cheapest first, a candidate is pruned and trained briefly as the QAT step trains (a Brevitas model at
+   its bit widths, `search.finetune_epochs`); the first whose drop on the validation split is within the
+   budget is chosen.
 `apply` puts the choices into the config the later steps read (their cache keys follow).
 """
 
@@ -28,6 +29,7 @@ from flows.errors import UsageError
 from flows.export import export_model, model_input_shape
 from flows.hardware import estimate_sections
 from flows.kernelfit import fit_with_board_kernels, kernel_of
+from flows.modelstats import masks_from_zeros
 from flows.prune import prunable_layers
 from flows.results import SearchResult
 from flows.search import (
@@ -203,23 +205,28 @@ def hardware_cost(ctx: BuildContext, float_model, cand: Candidate, index: int) -
 
 
 def finetuned_accuracy(ctx: BuildContext, float_model, cand: Candidate, sub, base: float, act_curve: dict) -> None:
-    """Prune, round and briefly fine-tune a copy with the candidate's settings; its validation accuracy
-    and predicted drop (pp; plus the activation width's own drop) go into the candidate."""
+    """The candidate's predicted drop (pp, into the candidate with its validation accuracy): a copy is
+    structurally pruned, magnitude pruned to its densities, then trained for `search.finetune_epochs` as
+    the QAT step trains, a Brevitas model at its weight and activation bits with the pruned weights held
+    at zero, so the rounding the hardware does is learnt rather than only measured. Without fine-tuning
+    epochs: the rounded copy's drop plus the activation width's own drop (`act_curve`)."""
     cfg, s = ctx.cfg, ctx.cfg.search
-    model, _ = shrunk(ctx, copy.deepcopy(float_model), cand.structure_ratio)
+    model, arch = shrunk(ctx, copy.deepcopy(float_model), cand.structure_ratio)
     bits = {"conv": cand.conv_bits, "fc": cand.fc_bits}
-    masks = apply_weights(model, cand.density, bits)
-    if s.finetune_epochs:
-        t = cfg.train
-        recipe = TrainRecipe(
-            s.finetune_epochs, cfg.compress.retrain_lr, t.batch_size, t.weight_decay, cfg.data.augment, cfg.seed + 30,
-            "search fine-tune",
-        )
-        train(model, ctx.data.train, recipe, masks=masks)
-        apply_weights(model, cand.density, bits)
-    cand.val_accuracy = evaluate(model, sub)["accuracy"]
-    act_drop = max(0.0, act_reference(act_curve) - act_curve.get(str(cand.act_bits), act_reference(act_curve)))
-    cand.predicted_drop_pp = round(100 * (base - cand.val_accuracy + act_drop), 3)
+    apply_weights(model, cand.density, bits)
+    if not s.finetune_epochs:
+        cand.val_accuracy = evaluate(model, sub)["accuracy"]
+        act_drop = max(0.0, act_reference(act_curve) - act_curve.get(str(cand.act_bits), act_reference(act_curve)))
+        cand.predicted_drop_pp = round(100 * (base - cand.val_accuracy + act_drop), 3)
+        return
+    qm = quant_model(ctx, model, cand.conv_bits, cand.fc_bits, cand.act_bits, arch)
+    t = cfg.train
+    recipe = TrainRecipe(
+        s.finetune_epochs, t.qat_lr, t.batch_size, t.weight_decay, cfg.data.augment, cfg.seed + 30, "search QAT"
+    )
+    train(qm, ctx.data.train, recipe, masks=masks_from_zeros(qm))
+    cand.val_accuracy = evaluate(qm, sub)["accuracy"]
+    cand.predicted_drop_pp = round(100 * (base - cand.val_accuracy), 3)
 
 
 def _cost(c: Candidate, objective: str) -> tuple:
