@@ -8,6 +8,7 @@ import io
 import json
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -17,7 +18,7 @@ from flows.hardware import resources_section
 from flows.hlsreport import csynthesis_report, csynthesis_report_xml, load_project_reports
 from flows.report import main as report_main
 from flows.reporting.hardware import hardware_markdown
-from flows.reporting.summary import build_report
+from flows.reporting.summary import build_report, weight_bits
 from flows.results import RESULT_TYPES, Results, SynthResult
 
 REPORTS = Path(__file__).resolve().parents[2] / "shared" / "reports"
@@ -127,3 +128,12 @@ def test_report_json_of_a_synthesized_build_carries_csynthesis_report(fire_strea
     assert set(estimated) | {"CSynthesisReport", "estimate"} == set(synthesized)  # added, nothing dropped
     assert synthesized["resources"]["source"] == "vivado" and synthesized["estimate"]["resources"]
     assert "CSynthesisReport" not in report  # an estimate-only build has no hls4ml synthesis keys
+
+
+def test_weight_bits_are_the_layers_own():
+    """report.json `quantization.weight_bits`: the widths the quantized layers have (a user's network keeps
+    its own, e.g. 8-bit convs under a 4-bit recipe), the recipe's for a kind without layers; per layer in
+    `layer_weight_bits`."""
+    rows = [{"name": "c1", "kind": "conv", "bits": 8}, {"name": "c2", "kind": "conv", "bits": 4}]
+    assert weight_bits(SimpleNamespace(weight_bits={"conv": 4, "fc": 4}, layers=rows)) == {"conv": 8, "fc": 4}
+    assert weight_bits(SimpleNamespace(weight_bits={"conv": 5, "fc": 3}, layers=[])) == {"conv": 5, "fc": 3}

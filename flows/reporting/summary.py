@@ -33,6 +33,17 @@ def steps_seconds(out: Path) -> dict[str, float]:
     return {name: rec.get("seconds", 0.0) for name, rec in data.get("steps", {}).items() if rec.get("status") == "done"}
 
 
+def weight_bits(qat) -> dict[str, int]:
+    """The weight width per kind (conv, fc) the quantized layers have: the widest layer of each kind (a
+    user's network keeps its own widths); the recipe's width for a kind without layers."""
+    out = dict(qat.weight_bits)
+    for kind in out:
+        widths = [row["bits"] for row in qat.layers if row.get("kind") == kind and "bits" in row]
+        if widths:
+            out[kind] = max(widths)
+    return out
+
+
 def build_report(cfg: BuildConfig, board: Board, out: Path, results: Results) -> dict:
     """The report dict from the results of the steps that ran (or were reused)."""
     r = results
@@ -68,7 +79,8 @@ def build_report(cfg: BuildConfig, board: Board, out: Path, results: Results) ->
         },
         "params": train.params if train else None,
         "quantization": {
-            "weight_bits": qat.weight_bits if qat else None,
+            "weight_bits": weight_bits(qat) if qat else None,
+            "layer_weight_bits": {row["name"]: row["bits"] for row in qat.layers} if qat else None,
             "act_bits": qat.act_bits if qat else None,
             "input_bits": qat.input_bits if qat else None,
             "scales": "power-of-two, per tensor; biases int32",
