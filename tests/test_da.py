@@ -217,9 +217,11 @@ def test_missing_yosys_and_verilator_are_labelled_skips(tmp_path, monkeypatch):
     assert "yosys is not on PATH" in result["Dense_X"]["reason"]
 
 
+@pytest.mark.yosys  # a minute with yosys and verilator on PATH; DA through the default flow: tests/test_da_fit.py
 def test_a_build_with_a_distributed_arithmetic_layer(fire_stream_build, tmp_path, monkeypatch):
     """Through the flow: `hls.layer_strategy` puts the classifier on DA; only convert and csim rerun, the
-    C simulation stays bit-exact on the test images, and the layer's cost is labelled da4ml."""
+    C simulation stays bit-exact on the test images, the layer's cost is labelled da4ml, and its Verilog
+    goes through yosys and verilator (or a labelled skip without them)."""
     import json
 
     from flows.api import run_build
