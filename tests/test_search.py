@@ -45,6 +45,7 @@ SEARCH = {
     "search.act_bits": [8, 5],
     "search.tolerances": [1.0, 4.0],
     "search.max_candidates": 2,
+    "search.finetune_epochs": 1,
     "csim.samples": 100,
     "csim.tb_samples": 5,
     "hls.rtl": "off",
