@@ -264,6 +264,17 @@ class LayerDivergence:
         )
 
 
+def in_model_order(layer, traced: np.ndarray) -> np.ndarray:
+    """A traced layer output (samples x values) in the model's own order: a sparse layer with balanced
+    rows emits slot ``q`` = output ``output_order[q]`` (flows/sparse/layout.py); other layers as they are."""
+    order = layer.get_attr(OUTPUT_ORDER_ATTR)
+    if order is None or traced.shape[1] != len(order):
+        return traced
+    out = np.empty_like(traced)
+    out[:, np.asarray(order)] = traced
+    return out
+
+
 def diagnose(
     wrapper, hls_model, x_hw: np.ndarray, debug_dir: Path, pipeline_axi: bool = True
 ) -> LayerDivergence | None:
@@ -294,10 +305,7 @@ def diagnose(
         if match is None:
             continue
         node_name, tensor, module = match
-        got = np.asarray(trace[layer.name], dtype=np.float64).reshape(len(x_hw), -1)
-        order = layer.get_attr(OUTPUT_ORDER_ATTR)  # a balanced sparse layer emits its outputs permuted
-        if order is not None and got.shape[1] == len(order):
-            got = got[:, np.argsort(order)]
+        got = in_model_order(layer, np.asarray(trace[layer.name], dtype=np.float64).reshape(len(x_hw), -1))
         ref = np.stack([np.asarray(c[tensor], dtype=np.float64).reshape(-1) for c in contexts])
         if got.shape != ref.shape:
             continue

@@ -28,7 +28,7 @@ from torch import nn
 from flows.boards import load_board
 from flows.config import HLSConfig, QuantConfig
 from flows.convert import convert, make_hls_config, resolve_settings
-from flows.csim import compile_project, load_library
+from flows.csim import compile_project, in_model_order, load_library
 from flows.dataflow.project import apply_depths
 from flows.errors import UsageError
 from flows.estimator import describe_hls_model, estimate_design
@@ -406,3 +406,16 @@ def test_fifo_sizing_keeps_a_narrowed_streams_floor():
     narrowed, plain = Var("a", 6, floor=6), Var("b", 64)
     apply_depths(Model(narrowed, plain), {"a": 2, "b": 2})
     assert narrowed.pragma == ("stream", 6) and plain.pragma == ("stream", 2)
+
+
+def test_the_diagnosis_reads_a_balanced_layer_in_the_models_order(mlp, builds):
+    """The C-simulation diagnosis compares a traced layer with the QONNX tensor: a balanced layer's trace
+    (slot order) is put back in the model's order by its `output_order`."""
+    model, *_ = builds
+    first = next(layer for layer in model.get_layers() if layer.name == "Dense_MatMul_0")
+    order = np.asarray(first.get_attr(OUTPUT_ORDER_ATTR))
+    x = mlp[2][:3]
+    want = x @ _quantized_weights(mlp[0])[0]  # any per-output values: the model's order
+    assert np.array_equal(in_model_order(first, want[:, order]), want)
+    last = next(layer for layer in model.get_layers() if layer.name == "Dense_MatMul_1")
+    assert np.array_equal(in_model_order(last, want), want)  # no output_order: unchanged
