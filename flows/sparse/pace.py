@@ -1,7 +1,7 @@
 """Pace the sparse kernels to the design: a sparse layer that does not set the pace needs fewer PEs.
 
-By default a sparse Dense layer gets as many PEs as it needs to walk its nonzeros in ``n_in`` cycles,
-the pace at which its input arrives (`flows.sparse.layout.choose_pes`). In a design whose initiation
+By default a sparse Dense layer gets as many PEs as it needs to walk its nonzeros, and settle its rows,
+in ``n_in`` cycles, the pace at which its input arrives (`flows.sparse.layout.choose_pes`). In a design whose initiation
 interval is set by another layer (LeNet-300-100: the 784-input first layer sets 786 cycles; its
 300- and 100-input successors would walk in 300 and 100), the later layers can take the whole
 interval: `paced_settings` gives each sparse layer the walk budget ``SparseCycles = II - n_out -
